@@ -1,0 +1,317 @@
+//! The checks: each is a small pure function over gathered facts that returns findings.
+//!
+//! A check says what is wrong; whether that fails ADD is decided by its severity, which the
+//! operator can change per check in the config.
+
+pub mod host_forwarding;
+pub mod host_proxy_arp;
+pub mod host_route;
+pub mod host_veth;
+pub mod host_veth_mac;
+pub mod ip_conflict;
+pub mod pod_default_route;
+pub mod pod_gateway_route;
+pub mod pod_interface;
+pub mod pod_netns;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+use crate::inspect::{HostView, NetnsProblem, PodView, Target};
+use serde::Serialize;
+
+/// Calico's pod gateway: a link-local address the host answers for by proxy ARP.
+pub const CALICO_GATEWAY_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 1, 1);
+/// The MAC Calico gives the host end of every pod veth.
+pub const CALICO_HOST_MAC: [u8; 6] = [0xee; 6];
+
+/// The remedy shared by every "a piece of Calico's wiring is missing" finding.
+pub const CALICO_UNFINISHED: &str = "Calico did not finish wiring this pod: look at calico-node \
+     and the Calico CNI log on this node (/var/log/calico/cni/cni.log), then delete the pod so it is wired again.";
+
+macro_rules! check_ids {
+    ($($variant:ident => $id:literal, $sev:ident, $what:literal;)*) => {
+        /// Stable check identifiers, used in messages, logs and the `checks` config map.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum CheckId { $($variant),* }
+        impl CheckId {
+            pub const ALL: &'static [CheckId] = &[$(CheckId::$variant),*];
+            pub fn as_str(self) -> &'static str {
+                match self { $(CheckId::$variant => $id),* }
+            }
+            pub fn default_severity(self) -> Severity {
+                match self { $(CheckId::$variant => Severity::$sev),* }
+            }
+            /// One line on what the check verifies (README, `--help`).
+            pub fn describe(self) -> &'static str {
+                match self { $(CheckId::$variant => $what),* }
+            }
+            pub fn parse(s: &str) -> Option<CheckId> {
+                match s { $($id => Some(CheckId::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+check_ids! {
+    PodNetns => "pod-netns", Error, "CNI_NETNS can be opened and is a network namespace";
+    PodInterface => "pod-interface", Error, "CNI_IFNAME exists in the pod, is up, and carries the pod's IPs";
+    PodGatewayRoute => "pod-gateway-route", Error, "the pod has 169.254.1.1/32 dev <ifname> scope link";
+    PodDefaultRoute => "pod-default-route", Error, "the pod's default route goes via 169.254.1.1 (IPv6: the host veth's link-local) on <ifname>";
+    HostVeth => "host-veth", Error, "the host end of the pod's veth exists, is the pod interface's peer, is a veth and is up";
+    HostVethMac => "host-veth-mac", Warn, "the host end of the veth has MAC ee:ee:ee:ee:ee:ee";
+    HostProxyArp => "host-proxy-arp", Error, "proxy_arp (IPv4) and proxy_ndp (IPv6) are 1 on the host veth";
+    HostForwarding => "host-forwarding", Error, "forwarding is enabled on the host veth";
+    HostRoute => "host-route", Error, "each pod IP has a /32 (/128) scope-link route on the host veth";
+    IpConflict => "ip-conflict", Error, "no other host interface or route claims a pod IP";
+}
+
+impl std::fmt::Display for CheckId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for CheckId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Off,
+    Warn,
+    Error,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "error" => Some(Severity::Error),
+            "warn" | "warning" => Some(Severity::Warn),
+            "off" => Some(Severity::Off),
+            _ => None,
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Warn => "WARNING",
+            Severity::Off => "OFF",
+        }
+    }
+}
+
+/// One thing found wrong: what, on which object, expected vs found, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub check: CheckId,
+    pub severity: Severity,
+    /// The object at fault: "pod interface eth0", "host veth cali12345".
+    pub object: String,
+    /// What is wrong, as a short standalone clause ("interface is down").
+    pub problem: String,
+    pub expected: String,
+    pub found: String,
+    pub remedy: String,
+}
+
+impl Finding {
+    /// A finding at the check's default severity; the runner applies the configured one.
+    pub fn new(
+        check: CheckId,
+        object: impl Into<String>,
+        problem: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+        remedy: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check,
+            severity: check.default_severity(),
+            object: object.into(),
+            problem: problem.into(),
+            expected: expected.into(),
+            found: found.into(),
+            remedy: remedy.into(),
+        }
+    }
+
+    /// `<check-id>: <what is wrong>, on <object>`: the one-line summary.
+    pub fn headline(&self) -> String {
+        format!("{}: {}, on {}", self.check, self.problem, self.object)
+    }
+
+    /// The full text: headline, expected, found, remedy.
+    pub fn detail(&self) -> String {
+        format!(
+            "[{} {}] {}, on {}. Expected: {}. Found: {}. What to do: {}",
+            self.severity.label(),
+            self.check,
+            self.problem,
+            self.object,
+            self.expected,
+            self.found,
+            self.remedy
+        )
+    }
+}
+
+/// Everything the pod checks look at.
+pub struct PodFacts<'a> {
+    pub target: &'a Target,
+    pub pod: &'a Result<PodView, NetnsProblem>,
+    pub host: &'a HostView,
+}
+
+impl<'a> PodFacts<'a> {
+    /// The pod view when the namespace could be entered.
+    pub fn pod(&self) -> Option<&'a PodView> {
+        self.pod.as_ref().ok()
+    }
+    /// The pod interface when it exists.
+    pub fn pod_link(&self) -> Option<&'a crate::inspect::Link> {
+        self.pod().and_then(|p| p.link.as_ref())
+    }
+    pub fn pod_object(&self) -> String {
+        format!("pod interface {}", self.target.ifname)
+    }
+}
+
+type PodCheck = fn(&PodFacts) -> Vec<Finding>;
+
+/// The pod checks in the order their findings are reported (causes before consequences).
+pub const POD_CHECKS: &[(CheckId, PodCheck)] = &[
+    (CheckId::PodNetns, pod_netns::check),
+    (CheckId::PodInterface, pod_interface::check),
+    (CheckId::PodGatewayRoute, pod_gateway_route::check),
+    (CheckId::PodDefaultRoute, pod_default_route::check),
+    (CheckId::HostVeth, host_veth::check),
+    (CheckId::HostVethMac, host_veth_mac::check),
+    (CheckId::HostProxyArp, host_proxy_arp::check),
+    (CheckId::HostForwarding, host_forwarding::check),
+    (CheckId::HostRoute, host_route::check),
+    (CheckId::IpConflict, ip_conflict::check),
+];
+
+/// Runs every enabled pod check; `severity` maps a check to its configured severity.
+pub fn run_pod_checks(facts: &PodFacts, severity: impl Fn(CheckId) -> Severity) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (id, check) in POD_CHECKS {
+        let sev = severity(*id);
+        if sev == Severity::Off {
+            continue;
+        }
+        out.extend(check(facts).into_iter().map(|mut f| {
+            f.severity = sev;
+            f
+        }));
+    }
+    out
+}
+
+/// `ip route`-like text for a route; `name_of` resolves an ifindex to a name where known.
+pub fn describe_route(
+    r: &crate::inspect::Route,
+    name_of: impl Fn(u32) -> Option<String>,
+) -> String {
+    let mut s = match r.dst {
+        _ if r.is_default() => "default".to_string(),
+        Some(d) => d.to_string(),
+        None => "?".to_string(),
+    };
+    if r.local {
+        s = format!("local {s}");
+    }
+    if let Some(gw) = r.gateway {
+        s.push_str(&format!(" via {gw}"));
+    }
+    if let Some(oif) = r.oif {
+        match name_of(oif) {
+            Some(n) => s.push_str(&format!(" dev {n}")),
+            None => s.push_str(&format!(" dev if{oif}")),
+        }
+    }
+    if r.scope_link {
+        s.push_str(" scope link");
+    }
+    s
+}
+
+/// The pod's routes of one family, rendered for a "found" field.
+pub(crate) fn pod_routes_text(f: &PodFacts, v6: bool) -> String {
+    let Some(pod) = f.pod() else {
+        return "unknown".into();
+    };
+    let link = f.pod_link();
+    let rendered: Vec<String> = pod
+        .routes
+        .iter()
+        .filter(|r| r.v6 == v6)
+        .filter(|r| !(v6 && r.dst.is_some_and(|d| d.ip().is_unicast_link_local_v6())))
+        .map(|r| describe_route(r, |i| link.filter(|l| l.index == i).map(|l| l.name.clone())))
+        .collect();
+    if rendered.is_empty() {
+        format!("no IPv{} routes", if v6 { 6 } else { 4 })
+    } else {
+        format!("routes: {}", rendered.join(", "))
+    }
+}
+
+trait LinkLocalV6 {
+    fn is_unicast_link_local_v6(&self) -> bool;
+}
+impl LinkLocalV6 for std::net::IpAddr {
+    fn is_unicast_link_local_v6(&self) -> bool {
+        matches!(self, std::net::IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip() {
+        for id in CheckId::ALL {
+            assert_eq!(CheckId::parse(id.as_str()), Some(*id));
+            assert!(!id.describe().is_empty());
+        }
+        assert_eq!(CheckId::parse("nope"), None);
+    }
+
+    #[test]
+    fn healthy_wiring_has_no_findings() {
+        for fx in [fixtures::healthy_v4(), fixtures::healthy_dual()] {
+            let f = run_pod_checks(&fx.facts(), CheckId::default_severity);
+            assert!(f.is_empty(), "{f:#?}");
+        }
+    }
+
+    #[test]
+    fn severity_overrides_apply_and_off_skips() {
+        let mut fx = fixtures::healthy_v4();
+        fx.host.veth_by_name.as_mut().unwrap().mac = Some(vec![2, 0, 0, 0, 0, 1]);
+        let f = run_pod_checks(&fx.facts(), CheckId::default_severity);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Warn);
+        let f = run_pod_checks(&fx.facts(), |id| {
+            if id == CheckId::HostVethMac {
+                Severity::Error
+            } else {
+                id.default_severity()
+            }
+        });
+        assert_eq!(f[0].severity, Severity::Error);
+        let f = run_pod_checks(&fx.facts(), |id| {
+            if id == CheckId::HostVethMac {
+                Severity::Off
+            } else {
+                id.default_severity()
+            }
+        });
+        assert!(f.is_empty());
+    }
+}

@@ -1,0 +1,217 @@
+//! The plugin's entry in the conflist: what the operator can tune.
+
+use crate::checks::{CheckId, Severity};
+use crate::cni::netconf::{invalid_key, kind_of};
+use crate::cni::CniError;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// An error-severity finding fails ADD.
+    Enforce,
+    /// Findings are logged; ADD passes through.
+    Warn,
+}
+
+pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub mode: Mode,
+    pub checks: BTreeMap<CheckId, Severity>,
+    pub log_level: log::LevelFilter,
+    pub log_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Enforce,
+            checks: BTreeMap::new(),
+            log_level: log::LevelFilter::Info,
+            log_file: None,
+            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+        }
+    }
+}
+
+impl Config {
+    /// Reads our keys from the plugin's config object; unknown keys are ignored (runtimes
+    /// inject `name`, `cniVersion`, `runtimeConfig`, ...). A bad value is code 7 naming the key.
+    pub fn from_json(raw: &Map<String, Value>) -> Result<Config, CniError> {
+        let mut c = Config::default();
+        if let Some(v) = present(raw, "mode") {
+            c.mode = match v.as_str() {
+                Some("enforce") => Mode::Enforce,
+                Some("warn") => Mode::Warn,
+                _ => {
+                    return Err(invalid_key(
+                        "mode",
+                        &format!("must be \"enforce\" or \"warn\", found {}", show(v)),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = present(raw, "checks") {
+            let Some(map) = v.as_object() else {
+                return Err(invalid_key("checks", &format!("must be an object mapping check ids to \"error\", \"warn\" or \"off\", found {}", kind_of(v))));
+            };
+            for (k, sev) in map {
+                let id = CheckId::parse(k).ok_or_else(|| {
+                    invalid_key(
+                        &format!("checks.{k}"),
+                        &format!(
+                            "names no known check; known checks: {}",
+                            CheckId::ALL
+                                .iter()
+                                .map(|c| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?;
+                let s = sev.as_str().and_then(Severity::parse).ok_or_else(|| {
+                    invalid_key(
+                        &format!("checks.{k}"),
+                        &format!(
+                            "must be \"error\", \"warn\" or \"off\", found {}",
+                            show(sev)
+                        ),
+                    )
+                })?;
+                c.checks.insert(id, s);
+            }
+        }
+        if let Some(v) = present(raw, "logLevel") {
+            c.log_level = match v.as_str().map(str::to_ascii_lowercase).as_deref() {
+                Some("off") => log::LevelFilter::Off,
+                Some("error") => log::LevelFilter::Error,
+                Some("warn") | Some("warning") => log::LevelFilter::Warn,
+                Some("info") => log::LevelFilter::Info,
+                Some("debug") => log::LevelFilter::Debug,
+                Some("trace") => log::LevelFilter::Trace,
+                _ => {
+                    return Err(invalid_key(
+                        "logLevel",
+                        &format!(
+                            "must be one of off, error, warn, info, debug, trace, found {}",
+                            show(v)
+                        ),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = present(raw, "logFile") {
+            match v.as_str() {
+                Some("") => {}
+                Some(p) if p.starts_with('/') => c.log_file = Some(PathBuf::from(p)),
+                _ => {
+                    return Err(invalid_key(
+                        "logFile",
+                        &format!("must be an absolute path, found {}", show(v)),
+                    ))
+                }
+            }
+        }
+        if let Some(v) = present(raw, "timeoutMs") {
+            match v.as_u64() {
+                Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => {
+                    c.timeout = Duration::from_millis(ms)
+                }
+                _ => return Err(invalid_key(
+                    "timeoutMs",
+                    &format!(
+                        "must be an integer from 1 to {MAX_TIMEOUT_MS} (milliseconds), found {}",
+                        show(v)
+                    ),
+                )),
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn severity(&self, id: CheckId) -> Severity {
+        self.checks
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| id.default_severity())
+    }
+}
+
+fn present<'a>(raw: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    raw.get(key).filter(|v| !v.is_null())
+}
+
+/// A value as it appears in JSON, shortened: enough to recognise, never a 10 MB echo.
+fn show(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 60 {
+        let cut = (0..=60).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        format!("{}...", &s[..cut])
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cni::ErrorCode;
+    use serde_json::json;
+
+    fn cfg(v: Value) -> Result<Config, CniError> {
+        Config::from_json(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let c = cfg(json!({"name":"n","runtimeConfig":{},"whatever":1})).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.severity(CheckId::HostVethMac), Severity::Warn);
+        assert_eq!(c.severity(CheckId::HostRoute), Severity::Error);
+    }
+
+    #[test]
+    fn all_keys() {
+        let c = cfg(
+            json!({"mode":"warn","checks":{"host-veth-mac":"error","ip-conflict":"off"},
+            "logLevel":"debug","logFile":"/var/log/x.log","timeoutMs":500}),
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Warn);
+        assert_eq!(c.severity(CheckId::HostVethMac), Severity::Error);
+        assert_eq!(c.severity(CheckId::IpConflict), Severity::Off);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (v, key) in [
+            (json!({"mode":"strict"}), "mode"),
+            (
+                json!({"checks":{"no-such-check":"warn"}}),
+                "checks.no-such-check",
+            ),
+            (
+                json!({"checks":{"host-route":"fatal"}}),
+                "checks.host-route",
+            ),
+            (json!({"checks":[1]}), "checks"),
+            (json!({"timeoutMs":0}), "timeoutMs"),
+            (json!({"timeoutMs":86400000}), "timeoutMs"),
+            (json!({"timeoutMs":"2s"}), "timeoutMs"),
+            (json!({"logFile":"relative.log"}), "logFile"),
+            (json!({"logLevel":"loud"}), "logLevel"),
+        ] {
+            let e = cfg(v).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidConfig);
+            assert!(e.msg.contains(key), "{key}: {}", e.msg);
+        }
+    }
+}

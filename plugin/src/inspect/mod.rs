@@ -1,0 +1,287 @@
+//! Read-only inspection of the kernel: the only place that talks to netlink or /proc/sys.
+//!
+//! Gathering is kept apart from deciding: this module returns plain data ([`PodView`],
+//! [`HostView`]) and the checks judge it, so every check is testable without root.
+
+pub mod netlink;
+pub mod netns;
+pub mod sysctl;
+
+use ipnetwork::IpNetwork;
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+/// A bound on all kernel queries of one plugin call.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    pub fn after(d: Duration) -> Deadline {
+        Deadline(Instant::now() + d)
+    }
+    /// Time left, or `None` once it has passed.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+    pub fn instant(&self) -> Instant {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InspectError {
+    TimedOut { what: String },
+    Io { what: String, detail: String },
+    Kernel { what: String, errno: i32 },
+    Decode { what: String, detail: String },
+}
+
+impl InspectError {
+    pub fn io(what: &str, e: std::io::Error) -> InspectError {
+        InspectError::Io {
+            what: what.to_string(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for InspectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InspectError::TimedOut { what } => write!(f, "timed out trying to {what}"),
+            InspectError::Io { what, detail } => write!(f, "could not {what}: {detail}"),
+            InspectError::Kernel { what, errno } => write!(
+                f,
+                "could not {what}: {}",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+            InspectError::Decode { what, detail } => {
+                write!(f, "could not {what}: unexpected kernel answer: {detail}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// IFLA_INFO_KIND: "veth", "bridge", ...; `None` for plain devices.
+    pub kind: Option<String>,
+    pub mac: Option<Vec<u8>>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// Carrier (IFF_LOWER_UP): for a veth, the peer is up too.
+    pub lower_up: bool,
+    /// IFLA_LINK: for a veth, the peer's ifindex (in the peer's namespace).
+    pub peer_index: Option<u32>,
+    pub peer_netnsid: Option<i32>,
+}
+
+impl Link {
+    pub fn mac_string(&self) -> String {
+        match &self.mac {
+            Some(m) => format_mac(m),
+            None => "none".into(),
+        }
+    }
+}
+
+pub fn format_mac(m: &[u8]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addr {
+    pub index: u32,
+    pub ip: IpAddr,
+    pub prefix_len: u8,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Route {
+    pub v6: bool,
+    /// `None` for a default route.
+    pub dst: Option<IpNetwork>,
+    pub dst_len: u8,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub scope_link: bool,
+    pub scope_host: bool,
+    /// RTN_LOCAL: the address is one of this namespace's own.
+    pub local: bool,
+    pub unicast: bool,
+    pub table: u32,
+    pub metric: u32,
+}
+
+impl Route {
+    pub fn is_default(&self) -> bool {
+        self.dst_len == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    pub index: u32,
+    pub ip: IpAddr,
+    pub mac: Option<Vec<u8>>,
+    pub state: u16,
+}
+
+/// A `/proc/sys` value as read (trimmed), or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlRead {
+    pub key: String,
+    pub value: Result<String, String>,
+}
+
+/// What the pod's namespace holds for the pod interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodView {
+    pub link: Option<Link>,
+    /// Addresses on the pod interface.
+    pub addrs: Vec<Addr>,
+    /// Main-table routes of the pod namespace.
+    pub routes: Vec<Route>,
+    /// IPv4 neighbours on the pod interface (for the ARP check).
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// Why the pod's namespace could not be entered (the `pod-netns` check reports it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetnsProblem {
+    pub path: String,
+    pub found: String,
+}
+
+/// What the host (the plugin's own namespace) holds for one pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostView {
+    /// The interface named by the prevResult's host entry, if any.
+    pub veth_by_name: Option<Link>,
+    /// The interface at the pod interface's peer index.
+    pub veth_by_peer: Option<Link>,
+    /// Link-local IPv6 addresses of the host veth (only gathered for IPv6 pods).
+    pub veth_v6_link_local: Vec<Ipv6Addr>,
+    pub sysctls: Vec<SysctlRead>,
+    /// For each pod IP, the FIB entry the host would use to reach it.
+    pub routes_to_pod: Vec<RouteLookup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLookup {
+    pub ip: IpAddr,
+    pub route: Option<Route>,
+    /// Name of the route's output interface, when it is not the host veth.
+    pub oif_name: Option<String>,
+}
+
+impl HostView {
+    /// The host end of the pod's veth, as best known.
+    pub fn veth(&self) -> Option<&Link> {
+        self.veth_by_name.as_ref().or(self.veth_by_peer.as_ref())
+    }
+    pub fn sysctl(&self, key: &str) -> Option<&Result<String, String>> {
+        self.sysctls.iter().find(|s| s.key == key).map(|s| &s.value)
+    }
+}
+
+/// What to look at, from the CNI call and the prevResult.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    pub netns: String,
+    pub ifname: String,
+    pub pod_ips: Vec<IpNetwork>,
+    /// The host veth the prevResult names (first host-side interface).
+    pub host_veth: Option<String>,
+}
+
+impl Target {
+    pub fn has_v4(&self) -> bool {
+        self.pod_ips.iter().any(IpNetwork::is_ipv4)
+    }
+    pub fn has_v6(&self) -> bool {
+        self.pod_ips.iter().any(IpNetwork::is_ipv6)
+    }
+}
+
+/// Gathers the pod side, inside the pod's namespace, on a thread of its own.
+pub fn gather_pod(
+    target: &Target,
+    deadline: Deadline,
+) -> Result<Result<PodView, NetnsProblem>, InspectError> {
+    let ifname = target.ifname.clone();
+    netns::in_netns(&target.netns, deadline, move |deadline| {
+        let mut nl = netlink::Netlink::open(deadline)?;
+        let Some(link) = nl.link_by_name(&ifname)? else {
+            return Ok(PodView::default());
+        };
+        let addrs = nl.addresses(Some(link.index))?;
+        let routes = nl.main_routes()?;
+        let neighbours = nl.neighbours(link.index)?;
+        Ok(PodView {
+            link: Some(link),
+            addrs,
+            routes,
+            neighbours,
+        })
+    })
+}
+
+/// Gathers the host side for one pod, in the calling thread's namespace.
+pub fn gather_host(
+    target: &Target,
+    pod: Option<&PodView>,
+    deadline: Deadline,
+) -> Result<HostView, InspectError> {
+    let mut nl = netlink::Netlink::open(deadline)?;
+    let mut view = HostView::default();
+    if let Some(name) = &target.host_veth {
+        // An invalid name cannot exist; the host-veth check reports it as not found.
+        if crate::cni::env::validate_ifname(name).is_ok() {
+            view.veth_by_name = nl.link_by_name(name)?;
+        }
+    }
+    if let Some(peer) = pod.and_then(|p| p.link.as_ref()).and_then(|l| l.peer_index) {
+        view.veth_by_peer = match &view.veth_by_name {
+            Some(l) if l.index == peer => Some(l.clone()),
+            _ => nl.link_by_index(peer)?,
+        };
+    }
+    let veth = view.veth().cloned();
+    if let Some(veth) = &veth {
+        if target.has_v6() {
+            view.veth_v6_link_local = nl
+                .addresses(Some(veth.index))?
+                .into_iter()
+                .filter_map(|a| match a.ip {
+                    IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some(v6),
+                    _ => None,
+                })
+                .collect();
+        }
+        view.sysctls = sysctl::read_veth_sysctls(&veth.name, target.has_v4(), target.has_v6());
+    }
+    for ip in &target.pod_ips {
+        let route = nl.route_fibmatch(ip.ip())?;
+        let oif_name = match (&route, &veth) {
+            (Some(r), v) if r.oif.is_some() && r.oif != v.as_ref().map(|v| v.index) => {
+                let idx = r.oif.unwrap_or_default();
+                nl.link_by_index(idx)?.map(|l| l.name)
+            }
+            _ => None,
+        };
+        view.routes_to_pod.push(RouteLookup {
+            ip: ip.ip(),
+            route,
+            oif_name,
+        });
+    }
+    Ok(view)
+}

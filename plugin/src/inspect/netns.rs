@@ -1,0 +1,84 @@
+//! Running a read-only closure inside another network namespace.
+//!
+//! The closure runs on a dedicated thread that enters the namespace with `setns` and ends with
+//! it, so the plugin's own thread never changes namespace. The kernel rejects `setns` with
+//! CLONE_NEWNET on any fd that is not a network namespace, which is what tells a regular file
+//! or a mount namespace apart from the real thing.
+
+use super::{Deadline, InspectError, NetnsProblem};
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::sys::statfs::{fstatfs, NSFS_MAGIC};
+use std::sync::mpsc;
+
+type Outcome<T> = Result<Result<T, NetnsProblem>, InspectError>;
+
+pub fn in_netns<T, F>(path: &str, deadline: Deadline, f: F) -> Outcome<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Deadline) -> Result<T, InspectError> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let owned = path.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || {
+            let result = match enter(&owned) {
+                Err(problem) => Ok(Err(problem)),
+                Ok(()) => f(deadline).map(Ok),
+            };
+            // The receiver may have given up after the deadline; nothing to do then.
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(InspectError::io("start the namespace inspection thread", e));
+    }
+    let what = || format!("inspect the pod's network namespace {path}");
+    let Some(left) = deadline.remaining() else {
+        return Err(InspectError::TimedOut { what: what() });
+    };
+    match rx.recv_timeout(left) {
+        Ok(r) => r,
+        // The thread is left behind; the process exits right after reporting.
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(InspectError::TimedOut { what: what() }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(InspectError::Io {
+            what: what(),
+            detail: "the inspection thread ended without an answer".into(),
+        }),
+    }
+}
+
+fn enter(path: &str) -> Result<(), NetnsProblem> {
+    let problem = |found: String| NetnsProblem {
+        path: path.to_string(),
+        found,
+    };
+    // O_NONBLOCK: a FIFO planted at the path must not block the open.
+    let fd = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| problem(format!("cannot be opened: {}", e.desc())))?;
+    let st = fstat(&fd).map_err(|e| problem(format!("cannot be examined: {}", e.desc())))?;
+    let ftype = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let on_nsfs = fstatfs(&fd)
+        .map(|s| s.filesystem_type() == NSFS_MAGIC)
+        .unwrap_or(false);
+    if ftype == SFlag::S_IFDIR {
+        return Err(problem("is a directory, not a network namespace".into()));
+    }
+    if !on_nsfs {
+        return Err(problem(
+            "is not a namespace file (expected a bind mount of /proc/<pid>/ns/net, e.g. under /var/run/netns)".into(),
+        ));
+    }
+    setns(&fd, CloneFlags::CLONE_NEWNET).map_err(|e| {
+        if e == nix::errno::Errno::EINVAL {
+            problem("is a namespace, but not a network namespace".into())
+        } else {
+            problem(format!("cannot be entered: {}", e.desc()))
+        }
+    })
+}

@@ -1,0 +1,150 @@
+//! Log lines to the configured file (append) or stderr; never stdout, which carries the result.
+//!
+//! Each line is written with one `write` on an O_APPEND file, so lines from concurrent plugin
+//! processes never interleave mid-line.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub struct Logger {
+    sink: Mutex<Sink>,
+    level: log::LevelFilter,
+    /// `pod=ns/name container=abc verb=ADD`, on every line.
+    context: String,
+}
+
+enum Sink {
+    File(File),
+    Stderr,
+}
+
+impl Logger {
+    /// Opens `file` for append; when it cannot be opened, logs to stderr and says why.
+    pub fn new(file: Option<&Path>, level: log::LevelFilter, context: String) -> Logger {
+        let mut fallback_reason = None;
+        let sink = match file {
+            None => Sink::Stderr,
+            Some(p) => match OpenOptions::new().create(true).append(true).open(p) {
+                Ok(f) => Sink::File(f),
+                Err(e) => {
+                    fallback_reason = Some(format!(
+                        "cannot open logFile {}: {e}; logging to stderr",
+                        p.display()
+                    ));
+                    Sink::Stderr
+                }
+            },
+        };
+        let logger = Logger {
+            sink: Mutex::new(sink),
+            level,
+            context,
+        };
+        if let Some(why) = fallback_reason {
+            logger.write_line(log::Level::Warn, &why);
+        }
+        logger
+    }
+
+    /// Installs as the `log` crate's logger (once per process; later calls are ignored).
+    pub fn install(self) {
+        let level = self.level;
+        if log::set_boxed_logger(Box::new(self)).is_ok() {
+            log::set_max_level(level);
+        }
+    }
+
+    fn write_line(&self, level: log::Level, msg: &str) {
+        // Newlines inside a message would break "one line per event".
+        let msg = msg.replace(['\n', '\r'], " ");
+        let line = format!(
+            "{} {} calico-preflight {} {}\n",
+            timestamp(),
+            level.as_str().to_ascii_lowercase(),
+            self.context,
+            msg
+        );
+        let Ok(mut sink) = self.sink.lock() else {
+            return;
+        };
+        // A failed log write must never fail the pod; there is nowhere left to report it.
+        let _ = match &mut *sink {
+            Sink::File(f) => f.write_all(line.as_bytes()),
+            Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
+        };
+    }
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.level
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            self.write_line(r.level(), &r.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// RFC 3339 UTC with milliseconds, without pulling in a date crate.
+pub fn timestamp() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+    }
+
+    #[test]
+    fn lines_go_to_the_file_one_per_event() {
+        let dir = std::env::temp_dir().join(format!("cp-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.log");
+        let l = Logger::new(Some(&p), log::LevelFilter::Info, "pod=a/b verb=ADD".into());
+        l.write_line(log::Level::Warn, "two\nlines");
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(s.lines().count(), 1);
+        assert!(
+            s.contains("warn calico-preflight pod=a/b verb=ADD two lines"),
+            "{s}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
