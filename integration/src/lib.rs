@@ -1,1 +1,262 @@
-//! Integration fixtures.
+//! Fixtures for tests against real network namespaces: namespaces that clean themselves up,
+//! a libcni-like chain runner, and snapshots of a namespace's network state.
+//!
+//! Every test builds its own "host" namespace and runs the whole chain inside it, so nothing
+//! touches the machine's own network (ptp-like plugins flip ip_forward wherever they run).
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// A network namespace under /run/netns, deleted on drop (also when the test panics).
+pub struct Netns {
+    pub name: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("cpt-{tag}-{}-{n}", std::process::id());
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+    /// Runs a command inside this namespace (nsenter keeps /sys as is, unlike `ip netns exec`).
+    pub fn run(&self, args: &[&str]) -> String {
+        let mut full = vec!["nsenter".to_string(), format!("--net={}", self.path())];
+        full.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        sh(&refs)
+    }
+    /// `ip ...` in this namespace.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "-n", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.run(&["sh", "-c", &format!("echo {value} > {path}")]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Runs a command and returns stdout; panics with stderr on failure (tests want to know).
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// target/<profile>/ of this workspace (tests run from target/<profile>/deps/).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// A binary built by this workspace (`cargo build --workspace` puts both plugins there).
+pub fn bin(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build --workspace` first (the README's test command does)",
+        p.display()
+    );
+    p
+}
+
+/// What a plugin printed and how it exited.
+#[derive(Debug, Clone)]
+pub struct PluginRun {
+    pub stdout: String,
+    pub stderr: String,
+    pub status: i32,
+}
+
+impl PluginRun {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {:?} (stderr {:?})",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// The CNI_* environment for one call.
+#[derive(Debug, Clone)]
+pub struct CniEnv {
+    pub command: String,
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    pub args: String,
+    pub path: String,
+}
+
+impl CniEnv {
+    pub fn new(command: &str, netns: &str, ifname: &str) -> CniEnv {
+        CniEnv {
+            command: command.into(),
+            container_id: format!(
+                "c{}x{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            ),
+            netns: netns.into(),
+            ifname: ifname.into(),
+            args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0".into(),
+            path: target_dir().display().to_string(),
+        }
+    }
+    pub fn with_command(&self, c: &str) -> CniEnv {
+        CniEnv {
+            command: c.into(),
+            ..self.clone()
+        }
+    }
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CNI_COMMAND", self.command.clone()),
+            ("CNI_CONTAINERID", self.container_id.clone()),
+            ("CNI_NETNS", self.netns.clone()),
+            ("CNI_IFNAME", self.ifname.clone()),
+            ("CNI_ARGS", self.args.clone()),
+            ("CNI_PATH", self.path.clone()),
+        ]
+    }
+}
+
+/// Runs `plugin` inside namespace `host` (None: the test's own) with exactly `vars` and `stdin`.
+pub fn run_plugin(
+    host: Option<&Netns>,
+    plugin: &std::path::Path,
+    vars: &[(&str, String)],
+    stdin: &[u8],
+) -> PluginRun {
+    let mut cmd = match host {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.path())).arg(plugin);
+            c
+        }
+        None => Command::new(plugin),
+    };
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn plugin");
+    if let Some(mut si) = child.stdin.take() {
+        // A plugin may exit before reading everything (e.g. on a bad env); that is its right.
+        let _ = si.write_all(stdin);
+    }
+    let out = child.wait_with_output().expect("wait plugin");
+    PluginRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status: out.status.code().unwrap_or(-1),
+    }
+}
+
+/// Runs a conflist's plugins the way libcni does: in order for ADD/CHECK, each receiving its
+/// entry plus `name`, `cniVersion` and the previous result; in reverse for DEL. Returns the
+/// last plugin's run (the failing one, if any).
+pub fn run_chain(host: &Netns, conflist: &Value, env: &CniEnv) -> PluginRun {
+    let version = conflist["cniVersion"].as_str().unwrap_or("1.0.0");
+    let name = conflist["name"].as_str().unwrap_or("k8s-pod-network");
+    let mut plugins: Vec<Value> = conflist["plugins"].as_array().cloned().unwrap_or_default();
+    if env.command == "DEL" {
+        plugins.reverse();
+    }
+    let mut prev: Option<Value> = None;
+    let mut last = None;
+    for p in plugins {
+        let mut conf = p.clone();
+        conf["cniVersion"] = json!(version);
+        conf["name"] = json!(name);
+        if let Some(pr) = &prev {
+            conf["prevResult"] = pr.clone();
+        }
+        let ty = p["type"].as_str().expect("plugin type");
+        let run = run_plugin(
+            Some(host),
+            &bin(ty),
+            &env.vars(),
+            conf.to_string().as_bytes(),
+        );
+        if run.status != 0 {
+            return run;
+        }
+        if env.command == "ADD" {
+            prev = Some(run.json());
+        }
+        last = Some(run);
+    }
+    last.expect("empty conflist")
+}
+
+/// A conflist [fake-calico, calico-preflight] as a Calico node would have it.
+pub fn calico_conflist(version: &str, calico: Value, preflight: Value) -> Value {
+    let mut c = calico;
+    c["type"] = json!("fake-calico");
+    let mut p = preflight;
+    p["type"] = json!("calico-preflight");
+    json!({"cniVersion": version, "name": "k8s-pod-network", "plugins": [c, p]})
+}
+
+/// Everything observable about a namespace's network config: links, addresses, routes (all
+/// tables), neighbours and net.* sysctls. Used to prove the plugin changes nothing.
+pub fn snapshot(ns: &Netns) -> String {
+    let mut s = String::new();
+    for args in [
+        &["-d", "link", "show"][..],
+        &["addr", "show"],
+        &["route", "show", "table", "all"],
+        &["-6", "route", "show", "table", "all"],
+        &["neigh", "show"],
+    ] {
+        s.push_str(&ns.ip(args));
+    }
+    let sysctls = ns.run(&["sysctl", "-a", "--pattern", "^net\\."]);
+    // Counters are not configuration.
+    for line in sysctls
+        .lines()
+        .filter(|l| !l.contains("nf_conntrack_count") && !l.contains("base_reachable_time"))
+    {
+        s.push_str(line);
+        s.push('\n');
+    }
+    s
+}

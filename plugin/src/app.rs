@@ -55,7 +55,7 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
             Err(e) => return Output::err(&e, &hint),
         };
     let context = format!("pod={} verb={}", env.pod_identity(), command.as_str());
-    Logger::new(cfg.log_file.as_deref(), cfg.log_level, context).install();
+    Logger::new(cfg.log_file.as_deref(), cfg.effective_log_level(), context).install();
 
     let result = match command {
         Command::Add | Command::Check => pod_call(command, &env, &conf, &cfg),

@@ -23,7 +23,8 @@ pub const MAX_TIMEOUT_MS: u64 = 60_000;
 pub struct Config {
     pub mode: Mode,
     pub checks: BTreeMap<CheckId, Severity>,
-    pub log_level: log::LevelFilter,
+    /// `None`: info into a log file, warn on stderr (stderr ends up in the runtime's log).
+    pub log_level: Option<log::LevelFilter>,
     pub log_file: Option<PathBuf>,
     pub timeout: Duration,
 }
@@ -33,7 +34,7 @@ impl Default for Config {
         Config {
             mode: Mode::Enforce,
             checks: BTreeMap::new(),
-            log_level: log::LevelFilter::Info,
+            log_level: None,
             log_file: None,
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
         }
@@ -88,7 +89,7 @@ impl Config {
             }
         }
         if let Some(v) = present(raw, "logLevel") {
-            c.log_level = match v.as_str().map(str::to_ascii_lowercase).as_deref() {
+            c.log_level = Some(match v.as_str().map(str::to_ascii_lowercase).as_deref() {
                 Some("off") => log::LevelFilter::Off,
                 Some("error") => log::LevelFilter::Error,
                 Some("warn") | Some("warning") => log::LevelFilter::Warn,
@@ -104,7 +105,7 @@ impl Config {
                         ),
                     ))
                 }
-            };
+            });
         }
         if let Some(v) = present(raw, "logFile") {
             match v.as_str() {
@@ -123,16 +124,26 @@ impl Config {
                 Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => {
                     c.timeout = Duration::from_millis(ms)
                 }
-                _ => return Err(invalid_key(
-                    "timeoutMs",
-                    &format!(
+                _ => {
+                    return Err(invalid_key(
+                        "timeoutMs",
+                        &format!(
                         "must be an integer from 1 to {MAX_TIMEOUT_MS} (milliseconds), found {}",
                         show(v)
                     ),
-                )),
+                    ))
+                }
             }
         }
         Ok(c)
+    }
+
+    pub fn effective_log_level(&self) -> log::LevelFilter {
+        self.log_level.unwrap_or(if self.log_file.is_some() {
+            log::LevelFilter::Info
+        } else {
+            log::LevelFilter::Warn
+        })
     }
 
     pub fn severity(&self, id: CheckId) -> Severity {
@@ -186,7 +197,7 @@ mod tests {
         assert_eq!(c.mode, Mode::Warn);
         assert_eq!(c.severity(CheckId::HostVethMac), Severity::Error);
         assert_eq!(c.severity(CheckId::IpConflict), Severity::Off);
-        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.effective_log_level(), log::LevelFilter::Debug);
         assert_eq!(c.timeout, Duration::from_millis(500));
     }
 

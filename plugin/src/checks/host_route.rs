@@ -23,8 +23,12 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
             continue;
         }
         let full = if l.ip.is_ipv4() { 32 } else { 128 };
+        // IPv6 routes have no scope in the kernel (always "global"): only IPv4 can be checked for it.
         let ok = l.route.as_ref().is_some_and(|r| {
-            r.dst_len == full && r.oif == Some(veth.index) && r.scope_link && r.gateway.is_none()
+            r.dst_len == full
+                && r.oif == Some(veth.index)
+                && (r.scope_link || l.ip.is_ipv6())
+                && r.gateway.is_none()
         });
         if ok {
             continue;
@@ -101,8 +105,9 @@ mod tests {
 
     #[test]
     fn wrong_scope_fires() {
-        let mut fx = healthy_v4();
+        let mut fx = healthy_dual();
         fx.host.routes_to_pod[0].route.as_mut().unwrap().scope_link = false;
-        assert_eq!(check(&fx.facts()).len(), 1);
+        fx.host.routes_to_pod[1].route.as_mut().unwrap().scope_link = false;
+        assert_eq!(check(&fx.facts()).len(), 1, "IPv6 routes carry no scope");
     }
 }

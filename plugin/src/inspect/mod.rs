@@ -3,6 +3,7 @@
 //! Gathering is kept apart from deciding: this module returns plain data ([`PodView`],
 //! [`HostView`]) and the checks judge it, so every check is testable without root.
 
+pub mod netfilter;
 pub mod netlink;
 pub mod netns;
 pub mod sysctl;

@@ -7,9 +7,10 @@
 //!   (`NFT_MSG_GETGEN`) before and after makes the two dumps one consistent
 //!   snapshot; if the ruleset changed in between we dump again.
 //! * **legacy** x_tables (what `iptables-legacy` writes): for every table the
-//!   kernel lists in `/proc/net/ip{,6}_tables_names`, `IPT_SO_GET_INFO` and
-//!   `IPT_SO_GET_ENTRIES` (resp. the IPv6 equivalents) on a raw socket, then a
-//!   walk over the `ipt_entry` blob exactly as libiptc does it.
+//!   kernel lists in `/proc/thread-self/net/ip{,6}_tables_names`,
+//!   `IPT_SO_GET_INFO` and `IPT_SO_GET_ENTRIES` (resp. the IPv6 equivalents)
+//!   on a raw socket, then a walk over the `ipt_entry` blob exactly as libiptc
+//!   does it.
 //!
 //! Nothing here changes state or loads kernel modules:
 //! * a legacy table is only queried if it is already listed, because
@@ -330,6 +331,8 @@ const TARGET_HDR: usize = size_of::<XtEntryTargetUser>();
 
 struct LegacyFamily {
     family: &'static str,
+    /// Under thread-self, not /proc/net (= /proc/self/net): the latter shows
+    /// the netns of the process's main thread, not of a thread that setns'd.
     names_path: &'static str,
     domain: libc::c_int,
     level: libc::c_int,
@@ -339,7 +342,7 @@ struct LegacyFamily {
 
 const LEGACY_V4: LegacyFamily = LegacyFamily {
     family: "ip",
-    names_path: "/proc/net/ip_tables_names",
+    names_path: "/proc/thread-self/net/ip_tables_names",
     domain: libc::AF_INET,
     level: libc::SOL_IP,
     layout: &IPT_LAYOUT,
@@ -348,14 +351,14 @@ const LEGACY_V4: LegacyFamily = LegacyFamily {
 
 const LEGACY_V6: LegacyFamily = LegacyFamily {
     family: "ip6",
-    names_path: "/proc/net/ip6_tables_names",
+    names_path: "/proc/thread-self/net/ip6_tables_names",
     domain: libc::AF_INET6,
     level: libc::SOL_IPV6,
     layout: &IP6T_LAYOUT,
     get_entries_hdr: size_of::<Ip6tGetEntriesHdr>(),
 };
 
-/// Table names from /proc/net/ip{,6}_tables_names. A missing file means the
+/// Table names from ip{,6}_tables_names. A missing file means the
 /// ip(6)_tables code is not loaded: no legacy tables, and nothing to query.
 fn read_table_names(path: &Path) -> io::Result<Vec<String>> {
     let text = match fs::read_to_string(path) {
