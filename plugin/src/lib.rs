@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod checks;
+pub mod cli;
 pub mod cni;
 pub mod config;
 pub mod inspect;

@@ -13,6 +13,11 @@ fn main() {
         let _ = out.flush();
         std::process::exit(1);
     }));
+    // Runtimes always set CNI_COMMAND; without it and with arguments, a person is at the keyboard.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if std::env::var_os("CNI_COMMAND").is_none() && !args.is_empty() {
+        std::process::exit(calico_preflight::cli::main(&args));
+    }
     let out = calico_preflight::app::run(|k| std::env::var(k).ok(), std::io::stdin().lock());
     if let Some(s) = out.stdout {
         let mut stdout = std::io::stdout().lock();
