@@ -8,9 +8,9 @@
 //! Several instances may run concurrently (cargo test threads).
 //!
 //! The gRPC calls go through `integration/cri/cri_client.py` (PyPI `container-runtime-interface-api`
-//! in a venv created by `integration/cri/setup.sh`), so the crate needs no gRPC stack of its own.
+//! in a venv created by `integration/setup.sh`), so the crate needs no gRPC stack of its own.
 //!
-//! Requirements: root, and `integration/cri/setup.sh` having run; call [`available`] first.
+//! Requirements: root, and `integration/setup.sh` having run; call [`available`] first.
 //!
 //! Facts this relies on (Debian 12, no systemd, hybrid cgroups, no CAP_SYS_RESOURCE):
 //! * containerd is started with `nsenter --net=/run/netns/<ns>`; `ip netns exec` would also
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-/// Where `integration/cri/setup.sh` creates the venv; override with this environment variable
+/// Where `integration/setup.sh` creates the venv; override with this environment variable
 /// (setup.sh honours the same one).
 pub const VENV_ENV: &str = "CALICO_PREFLIGHT_CRI_VENV";
 pub const DEFAULT_VENV: &str = "/var/tmp/calico-preflight-cri-venv";
@@ -49,6 +49,7 @@ pub const LOOPBACK_PLUGIN: &str = "/usr/lib/cni/loopback";
 const CLIENT_PY: &str = include_str!("../cri/cri_client.py");
 const BUSYBOX: &str = "/bin/busybox";
 const SANDBOX_IMAGE: &str = "localhost/calico-preflight-pause:latest";
+const CNI_RESULT_CACHE: &str = "/var/lib/cni/results";
 const CONFLIST_NAME: &str = "10-calico-preflight-test.conflist";
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const CONF_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,7 +93,7 @@ pub struct Containerd {
 
 /// Ok when everything [`Containerd`] needs is installed and usable: root, the tools, the loopback
 /// plugin, busybox-static and the Python venv. The error names what is missing and
-/// `integration/cri/setup.sh`. Tests should fail (not skip) on Err. The result is cached.
+/// `integration/setup.sh`. Tests should fail (not skip) on Err. The result is cached.
 pub fn available() -> Result<(), String> {
     static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
     CHECK.get_or_init(check_available).clone()
@@ -117,7 +118,10 @@ fn check_available() -> Result<(), String> {
     }
     let python = venv_python();
     match Command::new(&python)
-        .args(["-c", "import grpc; from cri_api.v1 import api_pb2, api_pb2_grpc"])
+        .args([
+            "-c",
+            "import grpc; from cri_api.v1 import api_pb2, api_pb2_grpc",
+        ])
         .stdin(Stdio::null())
         .output()
     {
@@ -133,7 +137,7 @@ fn check_available() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "CRI test harness not usable: {}. Run `integration/cri/setup.sh` as root \
+            "CRI test harness not usable: {}. Run `integration/setup.sh` as root \
              (apt packages containerd runc containernetworking-plugins busybox-static python3-venv, \
              and the venv {}).",
             missing.join("; "),
@@ -148,8 +152,10 @@ fn check_available() -> Result<(), String> {
 pub fn make_bin_dir(dir: &Path, plugins: &[(&str, &Path)]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let cwd = std::env::current_dir()?;
-    let mut links: Vec<(&str, PathBuf)> =
-        plugins.iter().map(|(name, path)| (*name, cwd.join(path))).collect();
+    let mut links: Vec<(&str, PathBuf)> = plugins
+        .iter()
+        .map(|(name, path)| (*name, cwd.join(path)))
+        .collect();
     if !plugins.iter().any(|(name, _)| *name == "loopback") {
         links.push(("loopback", PathBuf::from(LOOPBACK_PLUGIN)));
     }
@@ -217,8 +223,12 @@ impl Containerd {
         cd.wait_for_socket(t0 + START_TIMEOUT)?;
         cd.import_sandbox_image()?;
         let left = (t0 + START_TIMEOUT).saturating_duration_since(Instant::now());
-        cd.client_call(&["wait-ready", &secs(left.max(Duration::from_secs(1))), SANDBOX_IMAGE])
-            .map_err(|e| format!("containerd CRI not ready: {e}\n{}", cd.log_tail(30)))?;
+        cd.client_call(&[
+            "wait-ready",
+            &secs(left.max(Duration::from_secs(1))),
+            SANDBOX_IMAGE,
+        ])
+        .map_err(|e| format!("containerd CRI not ready: {e}\n{}", cd.log_tail(30)))?;
         Ok(cd)
     }
 
@@ -227,8 +237,8 @@ impl Containerd {
     /// containerd refuses to load therefore returns Err after the timeout.
     pub fn set_conflist(&self, conflist: &str) -> Result<(), String> {
         let target = self.conf_dir.join(CONFLIST_NAME);
-        let entries =
-            fs::read_dir(&self.conf_dir).map_err(|e| format!("{}: {e}", self.conf_dir.display()))?;
+        let entries = fs::read_dir(&self.conf_dir)
+            .map_err(|e| format!("{}: {e}", self.conf_dir.display()))?;
         for entry in entries.flatten() {
             if entry.path() != target {
                 let _ = fs::remove_file(entry.path());
@@ -244,18 +254,28 @@ impl Containerd {
         let target = target.to_string_lossy().into_owned();
         self.client_call(&["wait-conf", &target, &secs(CONF_TIMEOUT)])
             .map(drop)
-            .map_err(|e| format!("conflist not picked up by containerd: {e}\n{}", self.log_tail(20)))
+            .map_err(|e| {
+                format!(
+                    "conflist not picked up by containerd: {e}\n{}",
+                    self.log_tail(20)
+                )
+            })
     }
 
     /// RunPodSandbox with metadata (name, namespace, random uid), then PodSandboxStatus for the IP.
     /// On a failed RunPodSandbox the Err is the gRPC error details string verbatim, e.g.
     /// `failed to setup network for sandbox "<id>": plugin type="x" failed (add): <msg>; <details>`.
     pub fn run_pod_sandbox(&self, name: &str, namespace: &str) -> Result<Sandbox, String> {
-        let out = self.client(&["run", name, namespace, &self.cgroup_parent]).map_err(|e| match e {
-            ClientError::Rpc { rpc, details, .. } if rpc == "RunPodSandbox" => details,
-            other => other.to_string(),
-        })?;
-        Ok(Sandbox { id: json_str(&out, "id")?, ip: json_str(&out, "ip")? })
+        let out = self
+            .client(&["run", name, namespace, &self.cgroup_parent])
+            .map_err(|e| match e {
+                ClientError::Rpc { rpc, details, .. } if rpc == "RunPodSandbox" => details,
+                other => other.to_string(),
+            })?;
+        Ok(Sandbox {
+            id: json_str(&out, "id")?,
+            ip: json_str(&out, "ip")?,
+        })
     }
 
     /// StopPodSandbox (CNI DEL with the netns) then RemovePodSandbox (CNI DEL without).
@@ -268,7 +288,11 @@ impl Containerd {
         let out = self.client_call(&["list"])?;
         out.get("ids")
             .and_then(Value::as_array)
-            .map(|ids| ids.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .ok_or_else(|| format!("unexpected cri_client output: {out}"))
     }
 
@@ -379,8 +403,11 @@ oom_score = 0
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let log = fs::File::create(&self.log).map_err(|e| format!("{}: {e}", self.log.display()))?;
-        let log2 = log.try_clone().map_err(|e| format!("{}: {e}", self.log.display()))?;
+        let log =
+            fs::File::create(&self.log).map_err(|e| format!("{}: {e}", self.log.display()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", self.log.display()))?;
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.netns))
             .arg("containerd")
@@ -444,13 +471,25 @@ oom_score = 0
             .output()
             .map_err(|e| ClientError::Other(format!("run cri_client.py: {e}")))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let parsed: Option<Value> = stdout.lines().last().and_then(|l| serde_json::from_str(l).ok());
+        let parsed: Option<Value> = stdout
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok());
         match (out.status.code(), parsed) {
             (Some(0), Some(v)) => Ok(v),
             (Some(1), Some(v)) if v.get("error").is_some() => {
                 let e = &v["error"];
-                let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-                Err(ClientError::Rpc { rpc: s("rpc"), code: s("code"), details: s("details") })
+                let s = |k: &str| {
+                    e.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                Err(ClientError::Rpc {
+                    rpc: s("rpc"),
+                    code: s("code"),
+                    details: s("details"),
+                })
             }
             _ => Err(ClientError::Other(format!(
                 "cri_client.py {} failed ({}): {}{}",
@@ -501,16 +540,37 @@ oom_score = 0
                 }
             }
         }
-        let shims = shim_pids(&self.socket);
-        for pid in &shims {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).output();
+        let shims = find_shims(&self.socket);
+        for shim in &shims {
+            let _ = Command::new("kill")
+                .args(["-KILL", &shim.pid.to_string()])
+                .output();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while shims.iter().any(|pid| process_alive(*pid)) && Instant::now() < deadline {
+        while shims.iter().any(|s| process_alive(s.pid)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        for shim in &shims {
+            // A killed shim leaves its socket behind: containerd 1.6 names it
+            // /run/containerd/s/<sha256("<containerd address>/<namespace>/<id>")>.
+            let key = format!("{}/{}/{}", self.socket.display(), shim.namespace, shim.id);
+            if let Ok(hex) = sha256_hex(key.as_bytes()) {
+                let _ = fs::remove_file(Path::new("/run/containerd/s").join(hex));
+            }
+        }
+        // No CNI DEL ran for these sandboxes, so libcni's result cache (a fixed, shared dir in
+        // containerd 1.6) still holds `<network>-<sandbox id>-<ifname>` entries for them.
+        if let Ok(entries) = fs::read_dir(CNI_RESULT_CACHE) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if shims.iter().any(|s| name.contains(&format!("-{}-", s.id))) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
         if !shims.is_empty() {
-            problems.push(format!("killed leftover shims {shims:?}"));
+            let pids: Vec<u32> = shims.iter().map(|s| s.pid).collect();
+            problems.push(format!("killed leftover shims {pids:?}"));
         }
     }
 
@@ -591,21 +651,31 @@ impl Drop for Containerd {
             }
         }
         if !problems.is_empty() {
-            eprintln!("cri::Containerd {} cleanup: {}", self.netns, problems.join("; "));
+            eprintln!(
+                "cri::Containerd {} cleanup: {}",
+                self.netns,
+                problems.join("; ")
+            );
         }
     }
 }
 
 #[derive(Debug)]
 enum ClientError {
-    Rpc { rpc: String, code: String, details: String },
+    Rpc {
+        rpc: String,
+        code: String,
+        details: String,
+    },
     Other(String),
 }
 
 impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ClientError::Rpc { rpc, code, details } => write!(f, "{rpc} failed ({code}): {details}"),
+            ClientError::Rpc { rpc, code, details } => {
+                write!(f, "{rpc} failed ({code}): {details}")
+            }
             ClientError::Other(msg) => f.write_str(msg),
         }
     }
@@ -687,7 +757,10 @@ fn build_oci_image(dir: &Path, reference: &str) -> Result<(), String> {
         fs::write(&p, text).map_err(|e| io_err(&p, e))
     };
     write("index.json", index.to_string())?;
-    write("oci-layout", r#"{"imageLayoutVersion":"1.0.0"}"#.to_string())?;
+    write(
+        "oci-layout",
+        r#"{"imageLayoutVersion":"1.0.0"}"#.to_string(),
+    )?;
     run_tool(
         Command::new("tar")
             .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
@@ -710,13 +783,10 @@ fn add_blob(blobs: &Path, text: &str) -> Result<(String, u64), String> {
 
 fn add_blob_file(blobs: &Path, file: &Path) -> Result<(String, u64), String> {
     let out = run_tool(Command::new("sha256sum").arg(file))?;
-    let digest = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .filter(|d| d.len() == 64)
-        .map(str::to_owned)
+    let digest = parse_sha256sum(&out.stdout)
         .ok_or_else(|| format!("sha256sum {}: unexpected output", file.display()))?;
-    let size = fs::copy(file, blobs.join(&digest)).map_err(|e| format!("{}: {e}", file.display()))?;
+    let size =
+        fs::copy(file, blobs.join(&digest)).map_err(|e| format!("{}: {e}", file.display()))?;
     Ok((digest, size))
 }
 
@@ -729,7 +799,11 @@ fn run_tool(cmd: &mut Command) -> Result<Output, String> {
     if out.status.success() {
         Ok(out)
     } else {
-        Err(format!("{cmd:?} failed ({}){}", out.status, describe_stderr(&out)))
+        Err(format!(
+            "{cmd:?} failed ({}){}",
+            out.status,
+            describe_stderr(&out)
+        ))
     }
 }
 
@@ -756,7 +830,10 @@ fn json_str(v: &Value, key: &str) -> Result<String, String> {
 fn unique_tag() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
     format!("cpfcri-{}-{n}-{:x}", std::process::id(), t & 0xff_ffff)
 }
 
@@ -800,7 +877,9 @@ fn toml_str(s: &str) -> String {
 
 fn find_in_path(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 fn effective_uid() -> Option<u32> {
@@ -836,7 +915,8 @@ fn cgroup_mounts() -> Vec<PathBuf> {
             let (pre, post) = line.split_once(" - ")?;
             let fstype = post.split(' ').next()?;
             let mount_point = pre.split(' ').nth(4)?;
-            matches!(fstype, "cgroup" | "cgroup2").then(|| PathBuf::from(unescape_mountinfo(mount_point)))
+            matches!(fstype, "cgroup" | "cgroup2")
+                .then(|| PathBuf::from(unescape_mountinfo(mount_point)))
         })
         .collect()
 }
@@ -846,7 +926,9 @@ fn unescape_mountinfo(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok());
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok());
         if bytes[i] == b'\\' {
             if let Some(v) = octal.and_then(|d| u8::from_str_radix(d, 8).ok()) {
                 out.push(v);
@@ -860,8 +942,14 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// PIDs of `containerd-shim*` processes serving the containerd at `socket`.
-fn shim_pids(socket: &Path) -> Vec<u32> {
+struct Shim {
+    pid: u32,
+    namespace: String,
+    id: String,
+}
+
+/// `containerd-shim*` processes serving the containerd at `socket` (its `-address` argument).
+fn find_shims(socket: &Path) -> Vec<Shim> {
     let Ok(procs) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -869,24 +957,53 @@ fn shim_pids(socket: &Path) -> Vec<u32> {
     procs
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
+        .filter_map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let args: Vec<String> = cmdline
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            let is_shim = args
-                .first()
-                .and_then(|a| Path::new(a).file_name())
-                .is_some_and(|n| n.to_string_lossy().starts_with("containerd-shim"));
-            is_shim
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == "-address" && (w[1] == socket || w[1] == format!("unix://{socket}")))
+            let program = Path::new(args.first()?).file_name()?.to_string_lossy();
+            if !program.starts_with("containerd-shim") {
+                return None;
+            }
+            let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
+            let address = flag("-address")?;
+            if address != socket && address != format!("unix://{socket}") {
+                return None;
+            }
+            Some(Shim {
+                pid,
+                namespace: flag("-namespace")?,
+                id: flag("-id")?,
+            })
         })
         .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> Result<String, String> {
+    use std::io::Write as _;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(data)
+            .map_err(|e| format!("sha256sum: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    parse_sha256sum(&out.stdout).ok_or_else(|| "sha256sum: unexpected output".to_string())
+}
+
+fn parse_sha256sum(stdout: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stdout);
+    let hex = text.split_whitespace().next()?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_owned())
 }
 
 /// Alive and not a zombie (reparented shims may linger as zombies when PID 1 does not reap).

@@ -4,6 +4,8 @@
 //! Every test builds its own "host" namespace and runs the whole chain inside it, so nothing
 //! touches the machine's own network (ptp-like plugins flip ip_forward wherever they run).
 
+pub mod cri;
+
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,11 +1,12 @@
 #!/bin/bash
-# Idempotent setup for the CRI (containerd) integration harness, integration/src/cri.rs.
+# Idempotent setup of what the tests need: iproute2/nsenter for namespaces, iptables (legacy and nft)
+# and nftables for the iptables-backend tests, containerd for the CRI harness (integration/src/cri.rs).
 # Installs Debian 12 packages and a Python venv with the CRI gRPC stubs; skips what is already there.
 # Must run as root. Override the venv location with CALICO_PREFLIGHT_CRI_VENV (cri.rs reads the same).
 set -euo pipefail
 
 VENV=${CALICO_PREFLIGHT_CRI_VENV:-/var/tmp/calico-preflight-cri-venv}
-PKGS=(containerd runc containernetworking-plugins busybox-static python3-venv iproute2 util-linux)
+PKGS=(containerd runc containernetworking-plugins busybox-static python3-venv iproute2 util-linux procps iptables nftables)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup.sh: must run as root" >&2; exit 1
