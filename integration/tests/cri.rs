@@ -18,7 +18,16 @@ fn containerd(tag: &str) -> Containerd {
         ],
     )
     .expect("bin dir");
-    Containerd::start(&dir).unwrap_or_else(|e| panic!("containerd: {e}"))
+    let c = Containerd::start(&dir).unwrap_or_else(|e| panic!("containerd: {e}"));
+    // containerd's namespace is the node: a Calico node forwards (host-ip-forward checks it).
+    calico_preflight_integration::sh(&[
+        "nsenter",
+        &format!("--net=/run/netns/{}", c.netns_name()),
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv4/ip_forward",
+    ]);
+    c
 }
 
 fn conflist(faults: &[&str], ip: &str) -> String {

@@ -16,6 +16,9 @@ struct Pod {
 
 fn pod(ifname: &str) -> Pod {
     let host = Netns::new("h");
+    // A node that forwards, as every Calico node does (host-ip-forward is checked too).
+    host.sysctl("net.ipv4.ip_forward", "1");
+    host.sysctl("net.ipv6.conf.all.forwarding", "1");
     let pod = Netns::new("p");
     let env = CniEnv::new("ADD", &pod.path(), ifname);
     Pod { host, pod, env }

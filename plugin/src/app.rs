@@ -1,14 +1,17 @@
 //! One plugin invocation: parse, dispatch on CNI_COMMAND, check, answer.
 
-use crate::checks::{run_pod_checks, PodFacts};
+use crate::checks::{run_node_checks, run_pod_checks, Finding, PodFacts};
 use crate::cni::netconf::{read_stdin, sniff_version};
 use crate::cni::result::{empty_result, pass_through};
 use crate::cni::{version, CniError, Command, Env, ErrorCode, NetConf, PrevResult};
 use crate::config::{Config, Mode};
-use crate::inspect::{self, Deadline, Target};
+use crate::inspect::cni_files::CniFilesQuery;
+use crate::inspect::{self, node, Deadline, Target};
 use crate::logging::Logger;
+use crate::node_cache::NodeCache;
 use crate::report;
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// What to print on stdout and the exit status.
@@ -30,6 +33,15 @@ impl Output {
     }
 }
 
+/// One call's inputs, parsed.
+struct Call<'a> {
+    command: Command,
+    env: &'a Env,
+    conf: &'a NetConf,
+    cfg: &'a Config,
+    deadline: Deadline,
+}
+
 pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output {
     let started = Instant::now();
     let env = match Env::parse(get_env) {
@@ -46,21 +58,28 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
         Command::Version => return Output::ok(Some(version::version_json(&hint))),
         // Nothing of ours to tear down: DEL succeeds whatever state the pod is in, even with a
         // config we could not read (the runtime calls it again on sandbox removal).
-        Command::Del => return Output::ok(None),
+        // GC: nothing to collect.
+        Command::Del | Command::Gc => return Output::ok(None),
         _ => {}
     }
-    let (conf, cfg) =
-        match NetConf::parse(&bytes).and_then(|c| Config::from_json(&c.raw).map(|cfg| (c, cfg))) {
-            Ok(x) => x,
-            Err(e) => return Output::err(&e, &hint),
-        };
+    let parsed = NetConf::parse(&bytes).and_then(|c| Config::from_json(&c.raw).map(|cfg| (c, cfg)));
+    let (conf, cfg) = match parsed {
+        Ok(x) => x,
+        Err(e) => return Output::err(&e, &hint),
+    };
     let context = format!("pod={} verb={}", env.pod_identity(), command.as_str());
     Logger::new(cfg.log_file.as_deref(), cfg.effective_log_level(), context).install();
 
+    let call = Call {
+        command,
+        env: &env,
+        conf: &conf,
+        cfg: &cfg,
+        deadline: Deadline::after(cfg.timeout),
+    };
     let result = match command {
-        Command::Add | Command::Check => pod_call(command, &env, &conf, &cfg),
-        // STATUS and GC have nothing pod-specific to do.
-        _ => Ok(None),
+        Command::Add | Command::Check => pod_call(&call),
+        _ => status_call(&call).map(|()| None),
     };
     let ms = started.elapsed().as_millis();
     match result {
@@ -79,13 +98,15 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
     }
 }
 
-fn pod_call(
-    command: Command,
-    env: &Env,
-    conf: &NetConf,
-    cfg: &Config,
-) -> Result<Option<serde_json::Value>, CniError> {
-    if command == Command::Check && !version::has_check(&conf.cni_version) {
+fn pod_call(call: &Call) -> Result<Option<serde_json::Value>, CniError> {
+    let Call {
+        command,
+        env,
+        conf,
+        cfg,
+        ..
+    } = call;
+    if *command == Command::Check && !version::has_check(&conf.cni_version) {
         return Err(CniError::new(
             ErrorCode::IncompatibleVersion,
             format!(
@@ -96,8 +117,10 @@ fn pod_call(
         ));
     }
     let Some(prev_json) = &conf.prev_result else {
-        // First in the chain: nothing of the pod exists yet; hand an empty result on.
-        return Ok((command == Command::Add).then(|| empty_result(&conf.cni_version)));
+        // First in the chain: the pod is not wired yet, only the node can be checked.
+        let findings = node_findings(call, false)?;
+        verdict(&findings, cfg, ErrorCode::CheckFailed)?;
+        return Ok((*command == Command::Add).then(|| empty_result(&conf.cni_version)));
     };
     let prev = PrevResult::parse(prev_json)?;
     // Convert (and validate the version) before inspecting: a result we cannot pass on fails anyway.
@@ -108,24 +131,82 @@ fn pod_call(
         pod_ips: prev.pod_ips(&env.ifname),
         host_veth: prev.host_interfaces().next().map(|i| i.name.clone()),
     };
-    let deadline = Deadline::after(cfg.timeout);
     let timeout_ms = cfg.timeout.as_millis();
-    let pod =
-        inspect::gather_pod(&target, deadline).map_err(|e| report::inspect_error(e, timeout_ms))?;
-    let host = inspect::gather_host(&target, pod.as_ref().ok(), deadline)
+    let pod = inspect::gather_pod(&target, call.deadline)
+        .map_err(|e| report::inspect_error(e, timeout_ms))?;
+    let host = inspect::gather_host(&target, pod.as_ref().ok(), call.deadline)
         .map_err(|e| report::inspect_error(e, timeout_ms))?;
     let facts = PodFacts {
         target: &target,
         pod: &pod,
         host: &host,
     };
-    let findings = run_pod_checks(&facts, |id| cfg.severity(id));
-    report::log_findings(&findings);
-    if let Some(err) = report::findings_error(&findings) {
-        match cfg.mode {
-            Mode::Enforce => return Err(err),
-            Mode::Warn => log::warn!("mode=warn: passing through despite: {}", err.msg),
+    let mut findings = run_pod_checks(&facts, |id| cfg.severity_override(id));
+    if cfg.node_checks {
+        findings.extend(node_findings(call, target.has_v6())?);
+    }
+    verdict(&findings, cfg, ErrorCode::CheckFailed)?;
+    Ok((*command == Command::Add).then_some(out))
+}
+
+/// STATUS: whether this node can serve ADD, i.e. the node checks.
+fn status_call(call: &Call) -> Result<(), CniError> {
+    let findings = node_findings(call, false)?;
+    verdict(&findings, call.cfg, ErrorCode::PluginNotAvailable)
+}
+
+/// Logs the findings and fails when one is at error severity (unless in warn mode).
+fn verdict(findings: &[Finding], cfg: &Config, code: ErrorCode) -> Result<(), CniError> {
+    report::log_findings(findings);
+    let Some(mut err) = report::findings_error(findings) else {
+        return Ok(());
+    };
+    err.code = code;
+    match cfg.mode {
+        Mode::Enforce => Err(err),
+        Mode::Warn => {
+            log::warn!("mode=warn: passing through despite: {}", err.msg);
+            Ok(())
         }
     }
-    Ok((command == Command::Add).then_some(out))
+}
+
+/// The node checks, from the cache when a recent outcome for the same inputs exists.
+fn node_findings(call: &Call, want_v6: bool) -> Result<Vec<Finding>, CniError> {
+    let Call { env, conf, cfg, .. } = call;
+    let query = node::NodeQuery {
+        files: CniFilesQuery {
+            conf_dir: cfg.conf_dir.clone(),
+            network_name: conf.name.clone(),
+            our_type: conf.plugin_type.clone(),
+            cni_path: env.path.iter().map(PathBuf::from).collect(),
+            search_dirs: cfg.search_bin_dirs.clone(),
+        },
+        iptables_command: cfg.iptables_command.clone(),
+        want_v6,
+    };
+    let overrides: Vec<_> = crate::checks::CheckId::ALL
+        .iter()
+        .filter_map(|id| cfg.severity_override(*id).map(|s| (id.as_str(), s)))
+        .collect();
+    let key = format!(
+        "netns={} q={:?}/{:?}/{:?}/{:?}/{:?} ipt={:?} v6={want_v6} overrides={overrides:?}",
+        node::netns_id(),
+        query.files.conf_dir,
+        query.files.network_name,
+        query.files.our_type,
+        query.files.cni_path,
+        query.files.search_dirs,
+        query.iptables_command,
+    );
+    let cache = NodeCache::new(&cfg.cache_dir, key, cfg.node_check_ttl);
+    if let Some(f) = cache.load() {
+        log::debug!("node checks from cache {}", cache.path().display());
+        return Ok(f);
+    }
+    let facts = node::gather(&query, call.deadline)
+        .map_err(|e| report::inspect_error(e, cfg.timeout.as_millis()))?;
+    let findings = run_node_checks(&facts, |id| cfg.severity_override(id));
+    cache.store(&findings);
+    Ok(findings)
 }

@@ -18,6 +18,8 @@ pub enum Mode {
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_NODE_CHECK_TTL_S: u64 = 30;
+pub const MAX_NODE_CHECK_TTL_S: u64 = 86_400;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -27,6 +29,15 @@ pub struct Config {
     pub log_level: Option<log::LevelFilter>,
     pub log_file: Option<PathBuf>,
     pub timeout: Duration,
+    /// Run the node checks after calico too (they always run first in the chain and on STATUS).
+    pub node_checks: bool,
+    /// How long a node-check outcome is reused; zero disables the cache.
+    pub node_check_ttl: Duration,
+    pub cache_dir: PathBuf,
+    pub conf_dir: PathBuf,
+    pub search_bin_dirs: Vec<PathBuf>,
+    /// The host's iptables command, to tell which backend people and tools on the node use.
+    pub iptables_command: PathBuf,
 }
 
 impl Default for Config {
@@ -37,6 +48,12 @@ impl Default for Config {
             log_level: None,
             log_file: None,
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+            node_checks: true,
+            node_check_ttl: Duration::from_secs(DEFAULT_NODE_CHECK_TTL_S),
+            cache_dir: PathBuf::from("/run/calico-preflight"),
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            search_bin_dirs: Vec::new(),
+            iptables_command: PathBuf::from("/usr/sbin/iptables"),
         }
     }
 }
@@ -135,6 +152,50 @@ impl Config {
                 }
             }
         }
+        if let Some(v) = present(raw, "nodeChecks") {
+            c.node_checks = v.as_bool().ok_or_else(|| {
+                invalid_key(
+                    "nodeChecks",
+                    &format!("must be true or false, found {}", show(v)),
+                )
+            })?;
+        }
+        if let Some(v) = present(raw, "nodeCheckTtlSeconds") {
+            match v.as_u64() {
+                Some(s) if s <= MAX_NODE_CHECK_TTL_S => c.node_check_ttl = Duration::from_secs(s),
+                _ => {
+                    return Err(invalid_key(
+                        "nodeCheckTtlSeconds",
+                        &format!(
+                        "must be an integer from 0 (no cache) to {MAX_NODE_CHECK_TTL_S}, found {}",
+                        show(v)
+                    ),
+                    ))
+                }
+            }
+        }
+        for (key, slot) in [
+            ("cacheDir", &mut c.cache_dir),
+            ("confDir", &mut c.conf_dir),
+            ("iptablesCommand", &mut c.iptables_command),
+        ] {
+            if let Some(v) = present(raw, key) {
+                *slot = abs_path(key, v)?;
+            }
+        }
+        if let Some(v) = present(raw, "searchBinDirs") {
+            let list = v.as_array().ok_or_else(|| {
+                invalid_key(
+                    "searchBinDirs",
+                    &format!("must be a list of absolute paths, found {}", show(v)),
+                )
+            })?;
+            c.search_bin_dirs = list
+                .iter()
+                .enumerate()
+                .map(|(i, p)| abs_path(&format!("searchBinDirs[{i}]"), p))
+                .collect::<Result<_, _>>()?;
+        }
         Ok(c)
     }
 
@@ -146,11 +207,19 @@ impl Config {
         })
     }
 
-    pub fn severity(&self, id: CheckId) -> Severity {
-        self.checks
-            .get(&id)
-            .copied()
-            .unwrap_or_else(|| id.default_severity())
+    /// The severity the operator set for a check, if any.
+    pub fn severity_override(&self, id: CheckId) -> Option<Severity> {
+        self.checks.get(&id).copied()
+    }
+}
+
+fn abs_path(key: &str, v: &Value) -> Result<PathBuf, CniError> {
+    match v.as_str() {
+        Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
+        _ => Err(invalid_key(
+            key,
+            &format!("must be an absolute path, found {}", show(v)),
+        )),
     }
 }
 
@@ -183,8 +252,7 @@ mod tests {
     fn defaults_and_unknown_keys() {
         let c = cfg(json!({"name":"n","runtimeConfig":{},"whatever":1})).unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(c.severity(CheckId::HostVethMac), Severity::Warn);
-        assert_eq!(c.severity(CheckId::HostRoute), Severity::Error);
+        assert_eq!(c.severity_override(CheckId::HostVethMac), None);
     }
 
     #[test]
@@ -195,10 +263,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.mode, Mode::Warn);
-        assert_eq!(c.severity(CheckId::HostVethMac), Severity::Error);
-        assert_eq!(c.severity(CheckId::IpConflict), Severity::Off);
+        assert_eq!(
+            c.severity_override(CheckId::HostVethMac),
+            Some(Severity::Error)
+        );
+        assert_eq!(
+            c.severity_override(CheckId::IpConflict),
+            Some(Severity::Off)
+        );
         assert_eq!(c.effective_log_level(), log::LevelFilter::Debug);
         assert_eq!(c.timeout, Duration::from_millis(500));
+        let c = cfg(
+            json!({"nodeChecks":false,"nodeCheckTtlSeconds":0,"confDir":"/tmp/n",
+            "searchBinDirs":["/a","/b"],"cacheDir":"/tmp/c"}),
+        )
+        .unwrap();
+        assert!(!c.node_checks);
+        assert_eq!(c.node_check_ttl, Duration::ZERO);
+        assert_eq!(
+            c.search_bin_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
     }
 
     #[test]
@@ -219,6 +304,11 @@ mod tests {
             (json!({"timeoutMs":"2s"}), "timeoutMs"),
             (json!({"logFile":"relative.log"}), "logFile"),
             (json!({"logLevel":"loud"}), "logLevel"),
+            (json!({"nodeChecks":"yes"}), "nodeChecks"),
+            (json!({"nodeCheckTtlSeconds":-1}), "nodeCheckTtlSeconds"),
+            (json!({"confDir":"net.d"}), "confDir"),
+            (json!({"searchBinDirs":"/opt"}), "searchBinDirs"),
+            (json!({"searchBinDirs":["/opt", 3]}), "searchBinDirs[1]"),
         ] {
             let e = cfg(v).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidConfig);

@@ -15,4 +15,5 @@ pub mod cni;
 pub mod config;
 pub mod inspect;
 pub mod logging;
+pub mod node_cache;
 pub mod report;

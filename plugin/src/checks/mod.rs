@@ -3,12 +3,17 @@
 //! A check says what is wrong; whether that fails ADD is decided by its severity, which the
 //! operator can change per check in the config.
 
+pub mod cni_bin_dir;
+pub mod conflist_order;
 pub mod host_forwarding;
+pub mod host_ip_forward;
 pub mod host_proxy_arp;
 pub mod host_route;
+pub mod host_rp_filter;
 pub mod host_veth;
 pub mod host_veth_mac;
 pub mod ip_conflict;
+pub mod iptables_backend;
 pub mod pod_default_route;
 pub mod pod_gateway_route;
 pub mod pod_interface;
@@ -17,8 +22,10 @@ pub mod pod_netns;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-use crate::inspect::{HostView, NetnsProblem, PodView, Target};
-use serde::Serialize;
+use crate::inspect::cni_files::CniFiles;
+use crate::inspect::netfilter::NetfilterState;
+use crate::inspect::{HostView, NetnsProblem, PodView, SysctlRead, Target};
+use serde::{Deserialize, Serialize};
 
 /// Calico's pod gateway: a link-local address the host answers for by proxy ARP.
 pub const CALICO_GATEWAY_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 1, 1);
@@ -64,6 +71,11 @@ check_ids! {
     HostForwarding => "host-forwarding", Error, "forwarding is enabled on the host veth";
     HostRoute => "host-route", Error, "each pod IP has a /32 (/128) scope-link route on the host veth";
     IpConflict => "ip-conflict", Error, "no other host interface or route claims a pod IP";
+    CniBinDir => "cni-bin-dir", Error, "every plugin (and ipam) binary of the conflist is an executable file in one of the CNI_PATH dirs";
+    ConflistOrder => "conflist-order", Warn, "no other network's config file sorts before ours in the conf dir (the runtime uses the first)";
+    IptablesBackend => "iptables-backend", Error, "Calico's iptables rules live in the same backend (legacy or nft) as kube-proxy's and the host's";
+    HostIpForward => "host-ip-forward", Error, "net.ipv4.ip_forward=1 on the node (and IPv6 forwarding for IPv6 pods)";
+    HostRpFilter => "host-rp-filter", Warn, "net.ipv4.conf.all.rp_filter is not 2 (loose), which Felix refuses";
 }
 
 impl std::fmt::Display for CheckId {
@@ -78,7 +90,14 @@ impl Serialize for CheckId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+impl<'de> Deserialize<'de> for CheckId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CheckId::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown check {s:?}")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Off,
@@ -105,7 +124,7 @@ impl Severity {
 }
 
 /// One thing found wrong: what, on which object, expected vs found, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub check: CheckId,
     pub severity: Severity,
@@ -137,6 +156,13 @@ impl Finding {
             found: found.into(),
             remedy: remedy.into(),
         }
+    }
+
+    /// The same finding at a lower severity than its check's default (a check whose findings
+    /// differ in weight, like iptables-backend's stale-rules warning).
+    pub fn at(mut self, severity: Severity) -> Finding {
+        self.severity = severity;
+        self
     }
 
     /// `<check-id>: <what is wrong>, on <object>`: the one-line summary.
@@ -180,7 +206,9 @@ impl<'a> PodFacts<'a> {
     }
 }
 
-type PodCheck = fn(&PodFacts) -> Vec<Finding>;
+/// A check: a pure function from gathered facts to findings.
+type Check<F> = fn(&F) -> Vec<Finding>;
+type PodCheck = for<'a> fn(&PodFacts<'a>) -> Vec<Finding>;
 
 /// The pod checks in the order their findings are reported (causes before consequences).
 pub const POD_CHECKS: &[(CheckId, PodCheck)] = &[
@@ -196,20 +224,91 @@ pub const POD_CHECKS: &[(CheckId, PodCheck)] = &[
     (CheckId::IpConflict, ip_conflict::check),
 ];
 
-/// Runs every enabled pod check; `severity` maps a check to its configured severity.
-pub fn run_pod_checks(facts: &PodFacts, severity: impl Fn(CheckId) -> Severity) -> Vec<Finding> {
+/// Runs every enabled pod check. `overrides` gives a check's configured severity, if the
+/// operator set one; otherwise each finding keeps the severity its check gave it.
+pub fn run_pod_checks(
+    facts: &PodFacts,
+    overrides: impl Fn(CheckId) -> Option<Severity>,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for (id, check) in POD_CHECKS {
-        let sev = severity(*id);
-        if sev == Severity::Off {
-            continue;
-        }
-        out.extend(check(facts).into_iter().map(|mut f| {
-            f.severity = sev;
-            f
-        }));
+        apply(&mut out, *id, &overrides, || check(facts));
     }
     out
+}
+
+/// Runs one check unless it is off, then applies the operator's severity, if any.
+fn apply(
+    out: &mut Vec<Finding>,
+    id: CheckId,
+    overrides: &impl Fn(CheckId) -> Option<Severity>,
+    check: impl FnOnce() -> Vec<Finding>,
+) {
+    let forced = overrides(id);
+    if forced == Some(Severity::Off) {
+        return;
+    }
+    out.extend(check().into_iter().map(|f| match forced {
+        Some(sev) => f.at(sev),
+        None => f,
+    }));
+}
+
+/// Everything the node checks look at.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFacts {
+    /// The conf dir and the binaries our conflist needs; `None` when not gathered.
+    pub cni: Option<CniFiles>,
+    /// Chains of both iptables backends in the host namespace, or why they could not be read.
+    pub netfilter: Option<Result<NetfilterState, String>>,
+    /// What the host's `iptables` command is (legacy or nft), if it could be told.
+    pub iptables_command: Option<IptablesCommand>,
+    /// net.ipv4.ip_forward, net.ipv6.conf.all.forwarding, net.ipv4.conf.all.rp_filter.
+    pub sysctls: Vec<SysctlRead>,
+    /// Whether IPv6 forwarding matters (the pod has IPv6 addresses).
+    pub want_v6: bool,
+}
+
+impl NodeFacts {
+    pub fn sysctl(&self, key: &str) -> Option<&Result<String, String>> {
+        self.sysctls.iter().find(|s| s.key == key).map(|s| &s.value)
+    }
+}
+
+/// The host's `iptables` command and the backend it drives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IptablesCommand {
+    /// The path asked about, e.g. /usr/sbin/iptables.
+    pub path: String,
+    /// What it resolves to, e.g. /usr/sbin/xtables-nft-multi.
+    pub resolved: String,
+    pub backend: crate::inspect::netfilter::Backend,
+}
+
+type NodeCheck = Check<NodeFacts>;
+
+pub const NODE_CHECKS: &[(CheckId, NodeCheck)] = &[
+    (CheckId::CniBinDir, cni_bin_dir::check),
+    (CheckId::ConflistOrder, conflist_order::check),
+    (CheckId::IptablesBackend, iptables_backend::check),
+    (CheckId::HostIpForward, host_ip_forward::check),
+    (CheckId::HostRpFilter, host_rp_filter::check),
+];
+
+pub fn run_node_checks(
+    facts: &NodeFacts,
+    overrides: impl Fn(CheckId) -> Option<Severity>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (id, check) in NODE_CHECKS {
+        apply(&mut out, *id, &overrides, || check(facts));
+    }
+    out
+}
+
+/// Whether a check is one of the node checks (cached, run first in the chain and on STATUS).
+pub fn is_node_check(id: CheckId) -> bool {
+    NODE_CHECKS.iter().any(|(c, _)| *c == id)
 }
 
 /// `ip route`-like text for a route; `name_of` resolves an ifindex to a name where known.
@@ -285,7 +384,7 @@ mod tests {
     #[test]
     fn healthy_wiring_has_no_findings() {
         for fx in [fixtures::healthy_v4(), fixtures::healthy_dual()] {
-            let f = run_pod_checks(&fx.facts(), CheckId::default_severity);
+            let f = run_pod_checks(&fx.facts(), |_| None);
             assert!(f.is_empty(), "{f:#?}");
         }
     }
@@ -294,23 +393,15 @@ mod tests {
     fn severity_overrides_apply_and_off_skips() {
         let mut fx = fixtures::healthy_v4();
         fx.host.veth_by_name.as_mut().unwrap().mac = Some(vec![2, 0, 0, 0, 0, 1]);
-        let f = run_pod_checks(&fx.facts(), CheckId::default_severity);
+        let f = run_pod_checks(&fx.facts(), |_| None);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].severity, Severity::Warn);
         let f = run_pod_checks(&fx.facts(), |id| {
-            if id == CheckId::HostVethMac {
-                Severity::Error
-            } else {
-                id.default_severity()
-            }
+            (id == CheckId::HostVethMac).then_some(Severity::Error)
         });
         assert_eq!(f[0].severity, Severity::Error);
         let f = run_pod_checks(&fx.facts(), |id| {
-            if id == CheckId::HostVethMac {
-                Severity::Off
-            } else {
-                id.default_severity()
-            }
+            (id == CheckId::HostVethMac).then_some(Severity::Off)
         });
         assert!(f.is_empty());
     }

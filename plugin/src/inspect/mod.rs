@@ -3,9 +3,11 @@
 //! Gathering is kept apart from deciding: this module returns plain data ([`PodView`],
 //! [`HostView`]) and the checks judge it, so every check is testable without root.
 
+pub mod cni_files;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;
+pub mod node;
 pub mod sysctl;
 
 use ipnetwork::IpNetwork;

@@ -1,0 +1,123 @@
+//! Gathering the node's state for the node checks: CNI files, both iptables backends, the
+//! iptables command, forwarding and rp_filter sysctls. Read-only, in the calling thread's
+//! namespace (the host's).
+
+use super::cni_files::{self, CniFilesQuery};
+use super::netfilter::{self, Backend};
+use super::{sysctl, Deadline, InspectError};
+use crate::checks::{IptablesCommand, NodeFacts};
+use std::path::Path;
+
+pub struct NodeQuery {
+    pub files: CniFilesQuery,
+    pub iptables_command: std::path::PathBuf,
+    pub want_v6: bool,
+}
+
+pub fn gather(q: &NodeQuery, deadline: Deadline) -> Result<NodeFacts, InspectError> {
+    let netfilter = match netfilter::read_chains(deadline.instant()) {
+        Ok(s) => Some(Ok(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Err(InspectError::TimedOut {
+                what: "read the iptables chains".into(),
+            })
+        }
+        Err(e) => Some(Err(e.to_string())),
+    };
+    Ok(NodeFacts {
+        cni: Some(cni_files::gather(&q.files)),
+        netfilter,
+        iptables_command: iptables_command(&q.iptables_command),
+        sysctls: [
+            "net.ipv4.ip_forward",
+            "net.ipv6.conf.all.forwarding",
+            "net.ipv4.conf.all.rp_filter",
+        ]
+        .into_iter()
+        .map(sysctl::read)
+        .collect(),
+        want_v6: q.want_v6,
+    })
+}
+
+/// Which backend the node's `iptables` drives, from what the command resolves to through the
+/// alternatives symlinks (`xtables-nft-multi` vs `xtables-legacy-multi`, as `iptables -V` says).
+pub fn iptables_command(path: &Path) -> Option<IptablesCommand> {
+    let resolved = std::fs::canonicalize(path).ok()?;
+    let file = resolved.file_name()?.to_string_lossy().to_string();
+    let backend = if file.contains("nft") {
+        Backend::Nft
+    } else if file.contains("legacy") || file == "xtables-multi" || file == "iptables" {
+        // iptables before 1.8 (xtables-multi, or a plain binary) only speaks the legacy API.
+        Backend::Legacy
+    } else {
+        return None;
+    };
+    Some(IptablesCommand {
+        path: path.display().to_string(),
+        resolved: resolved.display().to_string(),
+        backend,
+    })
+}
+
+/// An identity of the calling thread's network namespace: node-check outcomes are only valid
+/// for the namespace they were gathered in. The netns cookie (Linux 5.14+) is never reused;
+/// the nsfs inode, the fallback, can be reused once a namespace is gone.
+pub fn netns_id() -> String {
+    if let Some(cookie) = netns_cookie() {
+        return format!("cookie:{cookie}");
+    }
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    format!("ino:{ino}")
+}
+
+fn netns_cookie() -> Option<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    // SAFETY: plain socket/getsockopt/close on an fd we own, with a correctly sized buffer.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut cookie: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            &mut cookie as *mut u64 as *mut libc::c_void,
+            &mut len,
+        );
+        libc::close(fd);
+        (rc == 0).then_some(cookie)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_iptables_variants_by_resolved_name() {
+        let dir = std::env::temp_dir().join(format!("cp-ipt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (target, want) in [
+            ("xtables-nft-multi", Some(Backend::Nft)),
+            ("xtables-legacy-multi", Some(Backend::Legacy)),
+            ("xtables-multi", Some(Backend::Legacy)),
+            ("something-else", None),
+        ] {
+            let t = dir.join(target);
+            std::fs::write(&t, b"").unwrap();
+            let link = dir.join(format!("iptables-{target}"));
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&t, &link).unwrap();
+            assert_eq!(iptables_command(&link).map(|c| c.backend), want, "{target}");
+        }
+        assert!(iptables_command(&dir.join("missing")).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
