@@ -13,6 +13,7 @@ pub mod checks;
 pub mod cli;
 pub mod cni;
 pub mod config;
+pub mod doctor;
 pub mod inspect;
 pub mod logging;
 pub mod node_cache;

@@ -14,6 +14,7 @@ pub mod host_veth;
 pub mod host_veth_mac;
 pub mod ip_conflict;
 pub mod iptables_backend;
+pub mod pod_arp;
 pub mod pod_default_route;
 pub mod pod_gateway_route;
 pub mod pod_interface;
@@ -71,6 +72,7 @@ check_ids! {
     HostForwarding => "host-forwarding", Error, "forwarding is enabled on the host veth";
     HostRoute => "host-route", Error, "each pod IP has a /32 (/128) scope-link route on the host veth";
     IpConflict => "ip-conflict", Error, "no other host interface or route claims a pod IP";
+    PodArp => "pod-arp", Error, "the pod's ARP entry for 169.254.1.1, if any, points at the host veth's MAC";
     CniBinDir => "cni-bin-dir", Error, "every plugin (and ipam) binary of the conflist is an executable file in one of the CNI_PATH dirs";
     ConflistOrder => "conflist-order", Warn, "no other network's config file sorts before ours in the conf dir (the runtime uses the first)";
     IptablesBackend => "iptables-backend", Error, "Calico's iptables rules live in the same backend (legacy or nft) as kube-proxy's and the host's";
@@ -222,6 +224,7 @@ pub const POD_CHECKS: &[(CheckId, PodCheck)] = &[
     (CheckId::HostForwarding, host_forwarding::check),
     (CheckId::HostRoute, host_route::check),
     (CheckId::IpConflict, ip_conflict::check),
+    (CheckId::PodArp, pod_arp::check),
 ];
 
 /// Runs every enabled pod check. `overrides` gives a check's configured severity, if the

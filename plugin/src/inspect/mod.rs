@@ -8,6 +8,7 @@ pub mod netfilter;
 pub mod netlink;
 pub mod netns;
 pub mod node;
+pub mod scan;
 pub mod sysctl;
 
 use ipnetwork::IpNetwork;
@@ -214,15 +215,39 @@ impl Target {
     }
 }
 
+/// How to find the pod interface inside the pod's namespace.
+#[derive(Debug, Clone)]
+pub enum PodInterface {
+    /// CNI_IFNAME, during ADD/CHECK.
+    Name(String),
+    /// The host veth's peer index, when scanning a node.
+    Index(u32),
+}
+
 /// Gathers the pod side, inside the pod's namespace, on a thread of its own.
 pub fn gather_pod(
     target: &Target,
     deadline: Deadline,
 ) -> Result<Result<PodView, NetnsProblem>, InspectError> {
-    let ifname = target.ifname.clone();
-    netns::in_netns(&target.netns, deadline, move |deadline| {
+    gather_pod_at(
+        &target.netns,
+        PodInterface::Name(target.ifname.clone()),
+        deadline,
+    )
+}
+
+pub fn gather_pod_at(
+    netns_path: &str,
+    which: PodInterface,
+    deadline: Deadline,
+) -> Result<Result<PodView, NetnsProblem>, InspectError> {
+    netns::in_netns(netns_path, deadline, move |deadline| {
         let mut nl = netlink::Netlink::open(deadline)?;
-        let Some(link) = nl.link_by_name(&ifname)? else {
+        let link = match &which {
+            PodInterface::Name(n) => nl.link_by_name(n)?,
+            PodInterface::Index(i) => nl.link_by_index(*i)?,
+        };
+        let Some(link) = link else {
             return Ok(PodView::default());
         };
         let addrs = nl.addresses(Some(link.index))?;

@@ -9,6 +9,7 @@ use netlink_packet_core::{
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteScope, RouteType,
 };
@@ -129,9 +130,25 @@ impl Netlink {
         }
     }
 
+    /// The id this namespace gives the namespace open at `fd` (what IFLA_LINK_NETNSID of a veth
+    /// whose peer lives there says), or `None` when it has none. Reading never assigns one.
+    pub fn nsid_of_fd(&mut self, fd: std::os::fd::RawFd) -> Result<Option<i32>, InspectError> {
+        let mut msg = NsidMessage::default();
+        msg.attributes.push(NsidAttribute::Fd(fd as u32));
+        let reply = self.get_one(RouteNetlinkMessage::GetNsId(msg), "look up a namespace id")?;
+        Ok(match reply {
+            Some(RouteNetlinkMessage::NewNsId(m)) => m.attributes.iter().find_map(|a| match a {
+                NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        })
+    }
+
     pub fn neighbours(&mut self, index: u32) -> Result<Vec<Neighbour>, InspectError> {
+        // Neighbour dumps filter by an NDA_IFINDEX attribute, not the header; a pod has few
+        // neighbours, so filtering here is simpler.
         let mut msg = NeighbourMessage::default();
-        msg.header.ifindex = index;
         msg.header.family = AddressFamily::Inet;
         let out = self.dump(RouteNetlinkMessage::GetNeighbour(msg), "list neighbours")?;
         Ok(out

@@ -1,0 +1,151 @@
+//! `calico-preflight doctor` against a throw-away node: a host namespace holding several pods
+//! wired like Calico, one healthy and the others broken in different ways.
+
+use calico_preflight_integration::*;
+use serde_json::{json, Value};
+
+struct Node {
+    host: Netns,
+    pods: Vec<Netns>,
+    conf_dir: std::path::PathBuf,
+}
+
+/// Wires one pod per entry of `faults` with fake-calico, in `host`.
+fn node(faults: &[&[&str]]) -> Node {
+    let host = Netns::new("dr-h");
+    host.sysctl("net.ipv4.ip_forward", "1");
+    let conf_dir = std::env::temp_dir().join(format!("cp-doctor-{}", host.name));
+    std::fs::create_dir_all(&conf_dir).expect("conf dir");
+    let mut pods = Vec::new();
+    for (i, f) in faults.iter().enumerate() {
+        let pod = Netns::new("dr-p");
+        let env = CniEnv::new("ADD", &pod.path(), "eth0");
+        let conf = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "fake-calico",
+            "ips": [format!("10.244.9.{}/32", i + 1)], "break": f});
+        let run = run_plugin(
+            Some(&host),
+            &bin("fake-calico"),
+            &env.vars(),
+            conf.to_string().as_bytes(),
+        );
+        assert_eq!(run.status, 0, "wiring pod {i}: {run:?}");
+        pods.push(pod);
+    }
+    Node {
+        host,
+        pods,
+        conf_dir,
+    }
+}
+
+fn doctor(n: &Node, extra: &[&str]) -> PluginRun {
+    let mut args = vec![
+        "doctor".to_string(),
+        "--netns-dir".into(),
+        "/run/netns".into(),
+        "--no-proc-scan".into(),
+        "--conf-dir".into(),
+        n.conf_dir.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", n.host.path()))
+        .arg(bin("calico-preflight"))
+        .args(&args)
+        .output()
+        .expect("run doctor");
+    PluginRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status: out.status.code().unwrap_or(-1),
+    }
+}
+
+#[test]
+fn every_broken_pod_is_named_with_its_check() {
+    let n = node(&[
+        &[],
+        &["no-host-route"],
+        &["no-proxy-arp"],
+        &["no-default-route"],
+        &["no-host-mac"],
+        &[],
+    ]);
+    // A stale ARP entry in the last pod: its gateway resolved to a MAC that is not the veth's.
+    n.pods[5].ip(&[
+        "neigh",
+        "replace",
+        "169.254.1.1",
+        "lladdr",
+        "02:00:00:00:00:09",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    let run = doctor(&n, &[]);
+    assert_eq!(run.status, 2, "{}\n{}", run.stdout, run.stderr);
+    let pod_line = |i: usize, check: &str| {
+        let label = format!("pod {} (", n.pods[i].name);
+        run.stdout.lines().any(|l| {
+            l.starts_with(&format!("[ERROR {check}] {label}"))
+                || l.starts_with(&format!("[WARNING {check}] {label}"))
+        })
+    };
+    assert!(pod_line(1, "host-route"), "{}", run.stdout);
+    assert!(pod_line(2, "host-proxy-arp"), "{}", run.stdout);
+    assert!(pod_line(3, "pod-default-route"), "{}", run.stdout);
+    assert!(pod_line(4, "host-veth-mac"), "{}", run.stdout);
+    assert!(pod_line(5, "pod-arp"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains(&format!("pod {} (", n.pods[0].name)),
+        "healthy pod has no finding lines:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "Summary: 6 pod(s) on cali* veths: 1 healthy, 4 with errors, 1 with warnings only"
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn json_report_is_valid_and_complete() {
+    let n = node(&[&[], &["no-forwarding"]]);
+    let run = doctor(&n, &["--json"]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    let r: Value = serde_json::from_str(&run.stdout).expect("doctor --json is JSON");
+    assert_eq!(r["formatVersion"], 1);
+    assert_eq!(r["exitCode"], 2);
+    assert_eq!(r["summary"]["pods"], 2);
+    let pods = r["pods"].as_array().expect("pods");
+    let broken = pods
+        .iter()
+        .find(|p| p["pod"] == n.pods[1].name.as_str())
+        .expect("broken pod listed by its namespace");
+    assert_eq!(broken["interface"], "eth0");
+    assert_eq!(broken["ips"], json!(["10.244.9.2/32"]));
+    assert_eq!(broken["findings"][0]["check"], "host-forwarding");
+    assert_eq!(broken["findings"][0]["severity"], "error");
+    assert!(broken["hostVeth"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("cali"));
+    let healthy = pods
+        .iter()
+        .find(|p| p["pod"] == n.pods[0].name.as_str())
+        .expect("healthy pod");
+    assert_eq!(healthy["findings"], json!([]));
+}
+
+#[test]
+fn a_healthy_node_exits_0_and_warnings_exit_1() {
+    let n = node(&[&[], &[]]);
+    let run = doctor(&n, &[]);
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("2 healthy"), "{}", run.stdout);
+    let w = node(&[&["no-host-mac"]]);
+    assert_eq!(doctor(&w, &[]).status, 1);
+}

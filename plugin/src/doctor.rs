@@ -1,0 +1,264 @@
+//! `doctor`: every Calico pod on this node checked from the host, plus the node checks once;
+//! the seed's troubleshooting list worked through by a program.
+
+use crate::checks::{run_node_checks, run_pod_checks, CheckId, Finding, PodFacts, Severity};
+use crate::inspect::cni_files::CniFilesQuery;
+use crate::inspect::netlink::Netlink;
+use crate::inspect::scan::{self, NetnsRef};
+use crate::inspect::{self, node, Deadline, InspectError, PodInterface, Target};
+use ipnetwork::IpNetwork;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Host veth name prefix (Calico: "cali").
+    pub prefix: String,
+    pub netns_dirs: Vec<PathBuf>,
+    /// Also find pod namespaces through /proc/<pid>/ns/net.
+    pub scan_procs: bool,
+    /// Bound on the kernel queries of each pod (and of the node checks).
+    pub timeout: Duration,
+    pub conf_dir: PathBuf,
+    pub cni_path: Vec<PathBuf>,
+    pub search_bin_dirs: Vec<PathBuf>,
+    pub iptables_command: PathBuf,
+    /// The `type` of the plugin whose conflist is checked for binaries (Calico's).
+    pub main_plugin: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            prefix: "cali".into(),
+            netns_dirs: vec![PathBuf::from("/run/netns"), PathBuf::from("/var/run/netns")],
+            scan_procs: true,
+            timeout: Duration::from_secs(2),
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            cni_path: vec![PathBuf::from("/opt/cni/bin")],
+            search_bin_dirs: vec![],
+            iptables_command: PathBuf::from("/usr/sbin/iptables"),
+            main_plugin: "calico".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodReport {
+    pub host_veth: String,
+    /// The pod's namespace as a person can find it, when it was found.
+    pub pod: Option<String>,
+    pub netns_path: Option<String>,
+    pub interface: Option<String>,
+    pub ips: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+impl PodReport {
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+    /// "ns/name (cali1234)" style label.
+    pub fn label(&self) -> String {
+        match &self.pod {
+            Some(p) => format!("pod {p} ({})", self.host_veth),
+            None => format!("pod ? ({})", self.host_veth),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub pods: usize,
+    pub healthy: usize,
+    pub with_errors: usize,
+    pub with_warnings_only: usize,
+    pub node_errors: usize,
+    pub node_warnings: usize,
+    /// check id -> (errors, warnings)
+    pub by_check: BTreeMap<String, (usize, usize)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub format_version: u32,
+    pub node: Vec<Finding>,
+    pub pods: Vec<PodReport>,
+    pub summary: Summary,
+    /// 0: all healthy, 1: warnings only, 2: errors.
+    pub exit_code: i32,
+}
+
+pub fn run(o: &Options) -> Result<Report, InspectError> {
+    let mut nl = Netlink::open(Deadline::after(o.timeout))?;
+    let veths = scan::host_veths(&mut nl, &o.prefix)?;
+    let candidates = scan::candidate_netns(&o.netns_dirs, o.scan_procs);
+    let by_id = scan::by_nsid(&mut nl, candidates)?;
+    drop(nl);
+
+    let mut pods = Vec::with_capacity(veths.len());
+    let mut want_v6 = false;
+    for veth in veths {
+        let ns = veth.peer_netnsid.and_then(|id| by_id.get(&id)).cloned();
+        let report = pod_report(o, veth, ns)?;
+        want_v6 |= report.ips.iter().any(|i| i.contains(':'));
+        pods.push(report);
+    }
+    let node = node_findings(o, want_v6)?;
+    Ok(summarize(node, pods))
+}
+
+fn pod_report(
+    o: &Options,
+    veth: inspect::Link,
+    ns: Option<NetnsRef>,
+) -> Result<PodReport, InspectError> {
+    let deadline = Deadline::after(o.timeout);
+    let mut report = PodReport {
+        host_veth: veth.name.clone(),
+        pod: ns.as_ref().map(|n| n.label.clone()),
+        netns_path: ns.as_ref().map(|n| n.path.clone()),
+        interface: None,
+        ips: vec![],
+        findings: vec![],
+    };
+    let (Some(ns), Some(peer)) = (ns, veth.peer_index) else {
+        report.findings.push(
+            Finding::new(
+                CheckId::HostVeth,
+                format!("host veth {}", veth.name),
+                "the pod namespace at the other end of the veth was not found",
+                "a network namespace bind-mounted under /run/netns or held by a process",
+                match (veth.kind.as_deref(), veth.peer_netnsid) {
+                    (Some("veth"), Some(id)) => format!("peer in namespace id {id}, which no mount or process here holds"),
+                    (Some("veth"), None) => "its peer is in this (the host) namespace".into(),
+                    (kind, _) => format!("not a veth (kind {})", kind.unwrap_or("none")),
+                },
+                "a leftover of a pod whose sandbox is gone (delete the interface if no pod uses it), or \
+                 the runtime mounts namespaces elsewhere: pass --netns-dir",
+            )
+            .at(Severity::Warn),
+        );
+        return Ok(report);
+    };
+    let pod = inspect::gather_pod_at(&ns.path, PodInterface::Index(peer), deadline)?;
+    let (ifname, ips) = match &pod {
+        Ok(view) => {
+            let ips: Vec<IpNetwork> = view
+                .addrs
+                .iter()
+                .filter(|a| !is_link_local(a.ip) && !a.ip.is_loopback())
+                .filter_map(|a| IpNetwork::new(a.ip, a.prefix_len).ok())
+                .collect();
+            (view.link.as_ref().map(|l| l.name.clone()), ips)
+        }
+        Err(_) => (None, vec![]),
+    };
+    let target = Target {
+        netns: ns.path.clone(),
+        ifname: ifname.clone().unwrap_or_default(),
+        pod_ips: ips,
+        host_veth: Some(veth.name.clone()),
+    };
+    let host = inspect::gather_host(&target, pod.as_ref().ok(), deadline)?;
+    let facts = PodFacts {
+        target: &target,
+        pod: &pod,
+        host: &host,
+    };
+    report.interface = ifname;
+    report.ips = target.pod_ips.iter().map(|i| i.to_string()).collect();
+    report.findings = run_pod_checks(&facts, |_| None);
+    Ok(report)
+}
+
+fn is_link_local(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(a) => a.is_link_local(),
+        std::net::IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+fn node_findings(o: &Options, want_v6: bool) -> Result<Vec<Finding>, InspectError> {
+    // The network whose binaries matter is the one holding the main plugin (Calico's).
+    let network_name = main_network_name(&o.conf_dir, &o.main_plugin).unwrap_or_default();
+    let q = node::NodeQuery {
+        files: CniFilesQuery {
+            conf_dir: o.conf_dir.clone(),
+            network_name,
+            our_type: o.main_plugin.clone(),
+            cni_path: o.cni_path.clone(),
+            search_dirs: o.search_bin_dirs.clone(),
+        },
+        iptables_command: o.iptables_command.clone(),
+        want_v6,
+    };
+    let facts = node::gather(&q, Deadline::after(o.timeout))?;
+    Ok(run_node_checks(&facts, |_| None))
+}
+
+/// The `name` of the first config file (lexical order) that has a plugin of type `plugin`.
+fn main_network_name(conf_dir: &std::path::Path, plugin: &str) -> Option<String> {
+    let files = inspect::cni_files::gather(&CniFilesQuery {
+        conf_dir: conf_dir.to_path_buf(),
+        ..CniFilesQuery::default()
+    });
+    files
+        .files
+        .iter()
+        .find(|f| f.types.iter().any(|t| t == plugin))
+        .and_then(|f| f.name.clone())
+}
+
+fn summarize(node: Vec<Finding>, pods: Vec<PodReport>) -> Report {
+    let mut by_check: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for f in node
+        .iter()
+        .chain(pods.iter().flat_map(|p| p.findings.iter()))
+    {
+        let e = by_check.entry(f.check.as_str().to_string()).or_default();
+        match f.severity {
+            Severity::Error => e.0 += 1,
+            Severity::Warn => e.1 += 1,
+            Severity::Off => {}
+        }
+    }
+    let count = |fs: &[Finding], s: Severity| fs.iter().filter(|f| f.severity == s).count();
+    let summary = Summary {
+        pods: pods.len(),
+        healthy: pods.iter().filter(|p| p.worst().is_none()).count(),
+        with_errors: pods
+            .iter()
+            .filter(|p| p.worst() == Some(Severity::Error))
+            .count(),
+        with_warnings_only: pods
+            .iter()
+            .filter(|p| p.worst() == Some(Severity::Warn))
+            .count(),
+        node_errors: count(&node, Severity::Error),
+        node_warnings: count(&node, Severity::Warn),
+        by_check,
+    };
+    let worst = node
+        .iter()
+        .chain(pods.iter().flat_map(|p| p.findings.iter()))
+        .map(|f| f.severity)
+        .max();
+    let exit_code = match worst {
+        Some(Severity::Error) => 2,
+        Some(Severity::Warn) => 1,
+        _ => 0,
+    };
+    Report {
+        format_version: 1,
+        node,
+        pods,
+        summary,
+        exit_code,
+    }
+}

@@ -1,0 +1,91 @@
+//! Finding every Calico pod on a node from the host side: the `cali*` veths, and for each the
+//! namespace its peer lives in (matched by namespace id, as the kernel reports it for the veth).
+
+use super::netlink::Netlink;
+use super::{InspectError, Link};
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A network namespace that may hold pods, and how a person would name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetnsRef {
+    pub path: String,
+    /// The bind-mount name (`cni-1b2c...` from containerd, `k8s_...` from dockershim), or
+    /// `pid N (comm)` for a namespace only a process holds.
+    pub label: String,
+}
+
+/// Host veths whose name starts with `prefix` (Calico: "cali").
+pub fn host_veths(nl: &mut Netlink, prefix: &str) -> Result<Vec<Link>, InspectError> {
+    let mut v: Vec<Link> = nl
+        .links()?
+        .into_iter()
+        .filter(|l| l.name.starts_with(prefix))
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(v)
+}
+
+/// Namespaces bind-mounted in `dirs` and, with `procs`, those held by processes; each once.
+pub fn candidate_netns(dirs: &[PathBuf], procs: bool) -> Vec<NetnsRef> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut add = |path: PathBuf, label: String| {
+        if let Ok(m) = std::fs::metadata(&path) {
+            if seen.insert((m.dev(), m.ino())) {
+                out.push(NetnsRef {
+                    path: path.display().to_string(),
+                    label,
+                });
+            }
+        }
+    };
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            add(dir.join(&n), n.to_string_lossy().into_owned());
+        }
+    }
+    if procs {
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return out;
+        };
+        let mut pids: Vec<u32> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        for pid in pids {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            add(
+                PathBuf::from(format!("/proc/{pid}/ns/net")),
+                format!("pid {pid} ({})", comm.trim()),
+            );
+        }
+    }
+    out
+}
+
+/// Namespace id (as seen from the calling thread's namespace) -> namespace, for those that have one.
+pub fn by_nsid(
+    nl: &mut Netlink,
+    candidates: Vec<NetnsRef>,
+) -> Result<HashMap<i32, NetnsRef>, InspectError> {
+    let mut map = HashMap::new();
+    for c in candidates {
+        // O_NONBLOCK-free open is fine: these are nsfs files or /proc links, never FIFOs.
+        let Ok(f) = std::fs::File::open(Path::new(&c.path)) else {
+            continue;
+        };
+        if let Some(id) = nl.nsid_of_fd(f.as_raw_fd())? {
+            map.entry(id).or_insert(c);
+        }
+    }
+    Ok(map)
+}
