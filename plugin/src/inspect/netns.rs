@@ -24,6 +24,7 @@ where
     let spawned = std::thread::Builder::new()
         .name("netns".into())
         .spawn(move || {
+            test_stall();
             let result = match enter(&owned) {
                 Err(problem) => Ok(Err(problem)),
                 Ok(()) => f(deadline).map(Ok),
@@ -48,6 +49,21 @@ where
         }),
     }
 }
+
+/// Test hook, debug builds only: a pod namespace whose inspection never answers in time, to
+/// prove the deadline holds. Release builds do not read the variable.
+#[cfg(debug_assertions)]
+fn test_stall() {
+    if let Some(ms) = std::env::var("CALICO_PREFLIGHT_TEST_STALL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn test_stall() {}
 
 fn enter(path: &str) -> Result<(), NetnsProblem> {
     let problem = |found: String| NetnsProblem {
