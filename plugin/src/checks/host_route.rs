@@ -1,7 +1,7 @@
 //! `host-route`: each pod IP has a /32 (/128) scope-link route on the host veth, so the host
 //! (and Felix's routing) can deliver to the pod.
 
-use super::{describe_route, CheckId, Finding, PodFacts, CALICO_UNFINISHED};
+use super::{describe_route, CheckId, Finding, PodFacts};
 use crate::inspect::RouteLookup;
 
 /// True when the lookup shows another interface claiming the IP: `ip-conflict` reports those.
@@ -50,10 +50,9 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
             format!("host route {}/{full} scope link is missing", l.ip),
             format!("{}/{full} dev {} scope link", l.ip, veth.name),
             found,
-            format!(
-                "without it the host cannot deliver packets to the pod. Calico's CNI plugin adds it \
-                 and Felix keeps it; check that calico-node is running and ready on this node. {CALICO_UNFINISHED}"
-            ),
+            "without it the host cannot deliver packets to the pod. Calico's CNI plugin adds it and Felix \
+             keeps it: check that calico-node is running and ready on this node, then delete the pod to \
+             have it wired again",
         ));
     }
     out

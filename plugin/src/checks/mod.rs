@@ -34,8 +34,8 @@ pub const CALICO_GATEWAY_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 2
 pub const CALICO_HOST_MAC: [u8; 6] = [0xee; 6];
 
 /// The remedy shared by every "a piece of Calico's wiring is missing" finding.
-pub const CALICO_UNFINISHED: &str = "Calico did not finish wiring this pod: look at calico-node \
-     and the Calico CNI log on this node (/var/log/calico/cni/cni.log), then delete the pod so it is wired again.";
+pub const CALICO_UNFINISHED: &str = "Calico did not finish wiring this pod: check calico-node and \
+     the Calico CNI log (/var/log/calico/cni/cni.log) on this node, then delete the pod to have it wired again";
 
 macro_rules! check_ids {
     ($($variant:ident => $id:literal, $sev:ident, $what:literal;)*) => {
