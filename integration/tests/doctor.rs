@@ -14,8 +14,17 @@ struct Node {
 fn node(faults: &[&[&str]]) -> Node {
     let host = Netns::new("dr-h");
     host.sysctl("net.ipv4.ip_forward", "1");
+    // The node's CNI files: Calico's conflist and its binaries where the runtime looks.
     let conf_dir = std::env::temp_dir().join(format!("cp-doctor-{}", host.name));
-    std::fs::create_dir_all(&conf_dir).expect("conf dir");
+    std::fs::create_dir_all(conf_dir.join("bin")).expect("conf dir");
+    let list = json!({"name": "k8s-pod-network", "cniVersion": "1.0.0", "plugins": [
+        {"type": "calico", "ipam": {"type": "calico-ipam"}}, {"type": "calico-preflight"}, {"type": "portmap"}]});
+    std::fs::write(conf_dir.join("10-calico.conflist"), list.to_string()).expect("conflist");
+    for b in ["calico", "calico-ipam", "calico-preflight", "portmap"] {
+        let p = conf_dir.join("bin").join(b);
+        std::fs::write(&p, "#!/bin/sh\nexit 0\n").expect("stub plugin");
+        sh(&["chmod", "755", &p.display().to_string()]);
+    }
     let mut pods = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         let pod = Netns::new("dr-p");
@@ -46,6 +55,8 @@ fn doctor(n: &Node, extra: &[&str]) -> PluginRun {
         "--no-proc-scan".into(),
         "--conf-dir".into(),
         n.conf_dir.display().to_string(),
+        "--cni-bin-dir".into(),
+        n.conf_dir.join("bin").display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let out = std::process::Command::new("nsenter")
