@@ -81,3 +81,58 @@ fn broken_pod_fails_with_the_plugins_explanation_and_leaves_no_sandbox() {
         "sandbox left behind"
     );
 }
+
+/// The docker -> containerd switch of the field report: Calico's binary sits in another dir
+/// than the runtime's bin dir. With calico-preflight first in the chain, the sandbox error is
+/// the plugin's explanation, not libcni's bare `failed to find plugin`.
+#[test]
+fn preflight_first_explains_a_plugin_missing_from_the_runtime_bin_dir() {
+    cri::available().unwrap_or_else(|e| panic!("{e}"));
+    let tag = format!("first-{}", std::process::id());
+    let runtime_dir = std::env::temp_dir().join(format!("cp-cri-bin-{tag}"));
+    let calico_dir = std::env::temp_dir().join(format!("cp-cri-etc-cni-bin-{tag}"));
+    let _ = std::fs::remove_dir_all(&runtime_dir);
+    let _ = std::fs::remove_dir_all(&calico_dir);
+    std::fs::create_dir_all(&calico_dir).expect("calico dir");
+    std::fs::copy(bin("fake-calico"), calico_dir.join("fake-calico")).expect("copy fake-calico");
+    let cp = bin("calico-preflight");
+    cri::make_bin_dir(&runtime_dir, &[("calico-preflight", cp.as_path())]).expect("bin dir");
+    let c = Containerd::start(&runtime_dir).unwrap_or_else(|e| panic!("containerd: {e}"));
+    calico_preflight_integration::sh(&[
+        "nsenter",
+        &format!("--net=/run/netns/{}", c.netns_name()),
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv4/ip_forward",
+    ]);
+    let conf_dir = c.work_dir().join("net.d");
+    let list = json!({
+        "cniVersion": "1.0.0",
+        "name": "k8s-pod-network",
+        "plugins": [
+            {"type": "calico-preflight", "confDir": conf_dir, "searchBinDirs": [calico_dir], "nodeCheckTtlSeconds": 0},
+            {"type": "fake-calico", "ips": ["10.244.9.5/32"]},
+            {"type": "calico-preflight", "nodeChecks": false}
+        ]
+    });
+    c.set_conflist(&list.to_string()).expect("conflist");
+    let err = c
+        .run_pod_sandbox("web-2", "default")
+        .expect_err("ADD must fail");
+    assert!(err.contains("failed to setup network for sandbox"), "{err}");
+    assert!(
+        err.contains(
+            "plugin type=\"calico-preflight\" failed (add): calico-preflight: cni-bin-dir:"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("fake-calico"), "{err}");
+    assert!(
+        err.contains(&calico_dir.display().to_string()),
+        "names where it is: {err}"
+    );
+    assert!(!err.contains("failed to find plugin"), "{err}");
+    drop(c);
+    let _ = std::fs::remove_dir_all(&runtime_dir);
+    let _ = std::fs::remove_dir_all(&calico_dir);
+}
