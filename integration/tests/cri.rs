@@ -119,6 +119,7 @@ fn preflight_first_explains_a_plugin_missing_from_the_runtime_bin_dir() {
     let err = c
         .run_pod_sandbox("web-2", "default")
         .expect_err("ADD must fail");
+    eprintln!("RunPodSandbox error: {err}");
     assert!(err.contains("failed to setup network for sandbox"), "{err}");
     assert!(
         err.contains(
