@@ -48,6 +48,10 @@ fn add(p: &Pod, version: &str, calico_conf: Value, preflight_conf: Value) -> (Va
 
 fn preflight(p: &Pod, command: &str, version: &str, prev: &Value, conf: Value) -> PluginRun {
     let mut c = conf;
+    // Never the machine's own /etc/cni/net.d: the node checks must see only this test's node.
+    if c.get("confDir").is_none() {
+        c["confDir"] = json!(format!("/nonexistent/cp-test-{}", p.host.name));
+    }
     c["cniVersion"] = json!(version);
     c["name"] = json!("k8s-pod-network");
     c["type"] = json!("calico-preflight");
@@ -283,7 +287,7 @@ fn whole_chain_through_a_libcni_like_runner() {
     let list = calico_conflist(
         "1.0.0",
         calico(DUAL, "v3.30", &[]),
-        json!({"mode": "enforce"}),
+        json!({"mode": "enforce", "confDir": "/nonexistent/cp-test"}),
     );
     let run = run_chain(&p.host, &list, &p.env);
     assert_eq!(run.status, 0, "{run:?}");
@@ -292,7 +296,7 @@ fn whole_chain_through_a_libcni_like_runner() {
     let list = calico_conflist(
         "1.0.0",
         calico(DUAL, "v3.30", &["no-forwarding"]),
-        json!({}),
+        json!({"confDir": "/nonexistent/cp-test"}),
     );
     let p2 = pod("eth0");
     let run = run_chain(&p2.host, &list, &p2.env);

@@ -81,7 +81,7 @@ fn files_summary(cni: &CniFiles) -> String {
     parts.join("; ")
 }
 
-pub(crate) fn describe_file(f: &ConfFile) -> String {
+fn describe_file(f: &ConfFile) -> String {
     let name = file_name(&f.path);
     match (&f.error, &f.name) {
         (Some(e), _) => format!("{name}: unusable ({e})"),

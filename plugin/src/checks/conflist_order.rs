@@ -2,7 +2,7 @@
 //! valid config file in the conf dir, in lexical order. Another network's file sorting before
 //! Calico's, typically a leftover flannel or podman bridge conflist, captures every new pod.
 
-use super::cni_bin_dir::{describe_file, file_name};
+use super::cni_bin_dir::file_name;
 use super::{CheckId, Finding, NodeFacts};
 use crate::inspect::cni_files::ConfFile;
 
@@ -39,7 +39,12 @@ pub fn check(f: &NodeFacts) -> Vec<Finding> {
         .iter()
         .filter(|f| usable(f) && f.name != ours.name)
         .count();
-    let mut found = format!("{} comes first", describe_file(first));
+    let mut found = format!(
+        "{} comes first (network {:?}, plugins {})",
+        file_name(&first.path),
+        first.name.as_deref().unwrap_or_default(),
+        first.types.join(", ")
+    );
     if others > 1 {
         found.push_str(&format!(
             " ({} other networks' files sort before Calico's)",
@@ -132,7 +137,7 @@ mod tests {
         );
         assert_eq!(
             f.found,
-            "05-cbr0.conflist: network \"cbr0\", plugins flannel, portmap comes first"
+            "05-cbr0.conflist comes first (network \"cbr0\", plugins flannel, portmap)"
         );
         assert!(f.remedy.contains("remove /etc/cni/net.d/05-cbr0.conflist"));
         assert!(f.remedy.contains("00-calico.conflist"));
