@@ -17,9 +17,20 @@ fn every_example_conflist_is_accepted() {
         let v: Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("JSON");
         let plugins = v["plugins"].as_array().expect("plugins");
         let types: Vec<&str> = plugins.iter().filter_map(|p| p["type"].as_str()).collect();
-        assert_eq!(types.iter().filter(|t| **t == "calico").count(), 1, "{path:?}");
-        let calico_at = types.iter().position(|t| *t == "calico").unwrap_or_default();
-        assert_eq!(types.get(calico_at + 1), Some(&"calico-preflight"), "{path:?}: ours right after calico");
+        assert_eq!(
+            types.iter().filter(|t| **t == "calico").count(),
+            1,
+            "{path:?}"
+        );
+        let calico_at = types
+            .iter()
+            .position(|t| *t == "calico")
+            .unwrap_or_default();
+        assert_eq!(
+            types.get(calico_at + 1),
+            Some(&"calico-preflight"),
+            "{path:?}: ours right after calico"
+        );
         for p in plugins.iter().filter(|p| p["type"] == "calico-preflight") {
             let cfg = Config::from_json(p.as_object().expect("object"));
             assert!(cfg.is_ok(), "{path:?}: {cfg:?}");

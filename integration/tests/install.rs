@@ -1,0 +1,795 @@
+//! `calico-preflight install` / `uninstall` over temp dirs laid out like a node's
+//! /opt/cni/bin and /etc/cni/net.d (never the machine's own), with Calico's real default
+//! conflist as the starting point.
+
+use calico_preflight_integration::bin;
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const OURS: &str = "calico-preflight";
+
+/// A temp dir with `bin/` and `net.d/`, removed on drop.
+struct Node {
+    root: PathBuf,
+}
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+impl Node {
+    fn new() -> Node {
+        let root = std::env::temp_dir().join(format!(
+            "cp-install-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::create_dir_all(root.join("net.d")).unwrap();
+        Node { root }
+    }
+    fn bin(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+    fn conf(&self) -> PathBuf {
+        self.root.join("net.d")
+    }
+    fn conf_file(&self, name: &str) -> PathBuf {
+        self.conf().join(name)
+    }
+    /// Copies a fixture into net.d under `name`.
+    fn with(self, fixture_name: &str, name: &str) -> Node {
+        fs::write(self.conf_file(name), fixture(fixture_name)).unwrap();
+        self
+    }
+    fn read(&self, name: &str) -> Vec<u8> {
+        fs::read(self.conf_file(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+    fn json(&self, name: &str) -> Value {
+        serde_json::from_slice(&self.read(name)).unwrap()
+    }
+    fn conf_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.conf())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+    /// Runs `install`/`uninstall` with explicit dirs plus `extra`.
+    fn run(&self, cmd: &str, extra: &[&str]) -> Run {
+        let mut args = vec![
+            cmd.to_string(),
+            "--cni-bin-dir".into(),
+            self.bin().display().to_string(),
+            "--cni-conf-dir".into(),
+            self.conf().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run(&bin(OURS), &args)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/install")
+        .join(name);
+    fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn fixture_json(name: &str) -> Value {
+    serde_json::from_slice(&fixture(name)).unwrap()
+}
+
+#[derive(Debug)]
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(exe: &Path, args: &[String]) -> Run {
+    let out = Command::new(exe)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(self.status, 0, "{self:#?}");
+        self
+    }
+    fn failed(self) -> Run {
+        assert_eq!(self.status, 1, "{self:#?}");
+        self
+    }
+}
+
+fn types(v: &Value) -> Vec<String> {
+    v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `v` without our entries: what uninstall must give back.
+fn without_ours(v: &Value) -> Value {
+    let mut v = v.clone();
+    v["plugins"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p["type"] != OURS);
+    v
+}
+
+fn inode(p: &Path) -> u64 {
+    fs::metadata(p).unwrap().ino()
+}
+
+#[test]
+fn calico_default_conflist_install_is_idempotent_and_uninstall_restores_it() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let file = node.conf_file("10-calico.conflist");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+    let original = fixture_json("10-calico.conflist");
+
+    let first = node.run("install", &[]).ok();
+    assert!(first.stdout.contains("installed "), "{first:#?}");
+    assert!(
+        first.stdout.contains(
+            "calico, calico-preflight, portmap, bandwidth (was: calico, portmap, bandwidth)"
+        ),
+        "{first:#?}"
+    );
+    let installed = node.json("10-calico.conflist");
+    assert_eq!(types(&installed), ["calico", OURS, "portmap", "bandwidth"]);
+    assert_eq!(installed["plugins"][1], json!({"type": OURS}));
+    assert_eq!(without_ours(&installed), original);
+    // Key order of the untouched parts survives (preserve_order).
+    let keys: Vec<_> = installed["plugins"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "type",
+            "log_level",
+            "log_file_path",
+            "datastore_type",
+            "nodename",
+            "mtu",
+            "ipam",
+            "policy",
+            "kubernetes"
+        ]
+    );
+    let bytes = node.read("10-calico.conflist");
+    assert!(bytes.starts_with(b"{\n  \"name\": \"k8s-pod-network\",\n"));
+    assert!(bytes.ends_with(b"}\n"));
+    let meta = fs::metadata(&file).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o640, "the file mode is kept");
+    let binary = node.bin().join(OURS);
+    assert_eq!(fs::read(&binary).unwrap(), fs::read(bin(OURS)).unwrap());
+    assert_eq!(fs::metadata(&binary).unwrap().mode() & 0o7777, 0o755);
+    assert_eq!(
+        fs::read_dir(node.conf()).unwrap().count(),
+        1,
+        "no temp file is left behind"
+    );
+
+    // Second run: not one byte changes, and nothing is even rewritten.
+    let (conf_ino, bin_ino) = (inode(&file), inode(&binary));
+    let second = node.run("install", &[]).ok();
+    assert!(second.stdout.contains("already up to date"), "{second:#?}");
+    assert!(!second.stdout.contains("wrote"), "{second:#?}");
+    assert_eq!(node.read("10-calico.conflist"), bytes);
+    assert_eq!((inode(&file), inode(&binary)), (conf_ino, bin_ino));
+
+    let un = node.run("uninstall", &[]).ok();
+    assert!(
+        un.stdout.contains("removed 1 calico-preflight entry"),
+        "{un:#?}"
+    );
+    assert_eq!(node.json("10-calico.conflist"), original);
+    assert!(binary.exists(), "the binary stays without --remove-binary");
+    let un = node.run("uninstall", &["--remove-binary"]).ok();
+    assert!(un.stdout.contains("no conflist"), "{un:#?}");
+    assert!(!binary.exists());
+    assert_eq!(node.json("10-calico.conflist"), original);
+}
+
+#[test]
+fn positions_first_and_both_and_moving_between_them() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let original = fixture_json("10-calico.conflist");
+    node.run("install", &["--position", "first"]).ok();
+    assert_eq!(
+        types(&node.json("10-calico.conflist")),
+        [OURS, "calico", "portmap", "bandwidth"]
+    );
+    node.run("install", &["--position=both"]).ok();
+    let both = node.read("10-calico.conflist");
+    assert_eq!(
+        types(&node.json("10-calico.conflist")),
+        [OURS, "calico", OURS, "portmap", "bandwidth"]
+    );
+    node.run("install", &["--position", "both"]).ok();
+    assert_eq!(
+        node.read("10-calico.conflist"),
+        both,
+        "idempotent with both"
+    );
+    node.run("install", &[]).ok();
+    assert_eq!(
+        types(&node.json("10-calico.conflist")),
+        ["calico", OURS, "portmap", "bandwidth"]
+    );
+    node.run("install", &["--position", "both"]).ok();
+    let un = node.run("uninstall", &[]).ok();
+    assert!(
+        un.stdout.contains("removed 2 calico-preflight entries"),
+        "{un:#?}"
+    );
+    assert_eq!(node.json("10-calico.conflist"), original);
+}
+
+#[test]
+fn dry_run_writes_nothing_and_prints_the_result() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let r = node
+        .run("install", &["--dry-run", "--position", "both"])
+        .ok();
+    assert_eq!(
+        node.read("10-calico.conflist"),
+        fixture("10-calico.conflist")
+    );
+    assert!(!node.bin().join(OURS).exists());
+    let printed: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is only the conflist: {e}: {r:#?}"));
+    assert_eq!(
+        types(&printed),
+        [OURS, "calico", OURS, "portmap", "bandwidth"]
+    );
+    assert!(r.stderr.contains("would install"), "{r:#?}");
+    assert!(r.stderr.contains("would write"), "{r:#?}");
+
+    node.run("install", &[]).ok();
+    let installed = node.read("10-calico.conflist");
+    let r = node
+        .run("uninstall", &["--dry-run", "--remove-binary"])
+        .ok();
+    assert_eq!(node.read("10-calico.conflist"), installed);
+    assert!(node.bin().join(OURS).exists());
+    let printed: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(printed, fixture_json("10-calico.conflist"));
+}
+
+#[test]
+fn already_installed_entry_is_moved_and_kept_unless_entry_is_given() {
+    let node = Node::new().with("installed.conflist", "10-calico.conflist");
+    let tuned = fixture_json("installed.conflist")["plugins"][3].clone();
+    node.run("install", &[]).ok();
+    let v = node.json("10-calico.conflist");
+    assert_eq!(types(&v), ["calico", OURS, "portmap", "bandwidth"]);
+    assert_eq!(v["plugins"][1], tuned, "the operator's tuning is kept");
+
+    let r = node
+        .run(
+            "install",
+            &[
+                "--entry",
+                r#"{"mode": "enforce", "type": "other", "timeoutMs": 500}"#,
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("wrote"), "{r:#?}");
+    let v = node.json("10-calico.conflist");
+    assert_eq!(
+        v["plugins"][1],
+        json!({"type": OURS, "mode": "enforce", "timeoutMs": 500})
+    );
+    assert_eq!(types(&v).len(), 4);
+}
+
+#[test]
+fn a_bad_entry_is_refused_before_it_can_fail_pods() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let r = node
+        .run("install", &["--entry", r#"{"mode": "loud"}"#])
+        .failed();
+    assert!(r.stderr.contains("--entry"), "{r:#?}");
+    assert!(r.stderr.contains("mode"), "{r:#?}");
+    assert!(r.stderr.contains("to fix:"), "{r:#?}");
+    assert_eq!(
+        node.read("10-calico.conflist"),
+        fixture("10-calico.conflist")
+    );
+    assert!(!node.bin().join(OURS).exists());
+}
+
+#[test]
+fn calico_alone_and_operator_chains() {
+    let node = Node::new()
+        .with("calico-only.conflist", "10-calico.conflist")
+        .with("bandwidth-portmap.conflist", "20-other-calico.conflist");
+    node.run("install", &[]).ok();
+    assert_eq!(types(&node.json("10-calico.conflist")), ["calico", OURS]);
+    // Only the first calico file (the one the runtime would read) is edited.
+    assert_eq!(
+        node.read("20-other-calico.conflist"),
+        fixture("bandwidth-portmap.conflist")
+    );
+
+    let node = Node::new().with("bandwidth-portmap.conflist", "10-calico.conflist");
+    node.run("install", &[]).ok();
+    let v = node.json("10-calico.conflist");
+    assert_eq!(types(&v), ["calico", OURS, "bandwidth", "portmap"]);
+    assert_eq!(v["cniVersion"], "1.0.0");
+    node.run("uninstall", &[]).ok();
+    assert_eq!(
+        node.json("10-calico.conflist"),
+        fixture_json("bandwidth-portmap.conflist")
+    );
+}
+
+#[test]
+fn malformed_file_is_refused_naming_it_and_nothing_changes() {
+    let node = Node::new().with("malformed.conflist", "10-calico.conflist");
+    let r = node.run("install", &[]).failed();
+    let path = node.conf_file("10-calico.conflist").display().to_string();
+    assert!(r.stderr.contains(&format!("cannot parse {path}")), "{r:#?}");
+    assert!(
+        r.stderr.contains("line 10"),
+        "the JSON error is shown: {r:#?}"
+    );
+    assert!(r.stderr.contains("nothing was changed"), "{r:#?}");
+    assert_eq!(
+        node.read("10-calico.conflist"),
+        fixture("malformed.conflist")
+    );
+    assert!(
+        !node.bin().join(OURS).exists(),
+        "a refused conf dir leaves the bin dir alone too"
+    );
+
+    // A broken file elsewhere in the dir also stops install (containerd refuses it too)...
+    let node = Node::new()
+        .with("10-calico.conflist", "10-calico.conflist")
+        .with("malformed.conflist", "99-broken.conf");
+    let r = node.run("install", &[]).failed();
+    assert!(r.stderr.contains("99-broken.conf"), "{r:#?}");
+    assert_eq!(
+        node.read("10-calico.conflist"),
+        fixture("10-calico.conflist")
+    );
+    // ...but not uninstall, which cleans what it can read and then reports the rest.
+    fs::remove_file(node.conf_file("99-broken.conf")).unwrap();
+    node.run("install", &[]).ok();
+    fs::write(
+        node.conf_file("99-broken.conf"),
+        fixture("malformed.conflist"),
+    )
+    .unwrap();
+    let r = node.run("uninstall", &[]).failed();
+    assert!(r.stderr.contains("99-broken.conf"), "{r:#?}");
+    assert_eq!(
+        node.json("10-calico.conflist"),
+        fixture_json("10-calico.conflist")
+    );
+}
+
+#[test]
+fn single_plugin_conf_becomes_a_conflist() {
+    let node = Node::new().with("10-calico.conf", "10-calico.conf");
+    let r = node.run("install", &[]).ok();
+    assert!(r.stdout.contains("single-plugin conf"), "{r:#?}");
+    assert!(r.stdout.contains("10-calico.conflist"), "{r:#?}");
+    assert_eq!(node.conf_names(), ["10-calico.conflist"]);
+    let mut plugin = fixture_json("10-calico.conf");
+    let obj = plugin.as_object_mut().unwrap();
+    obj.remove("name");
+    obj.remove("cniVersion");
+    assert_eq!(
+        node.json("10-calico.conflist"),
+        json!({"name": "k8s-pod-network", "cniVersion": "0.3.1",
+               "plugins": [plugin, {"type": OURS}]})
+    );
+    let again = node.read("10-calico.conflist");
+    node.run("install", &[]).ok();
+    assert_eq!(node.read("10-calico.conflist"), again);
+
+    // A conflist already holding that name is never overwritten.
+    let node = Node::new()
+        .with("10-calico.conf", "10-calico.conf")
+        .with("05-bridge.conflist", "10-calico.conflist");
+    let r = node.run("install", &[]).failed();
+    assert!(r.stderr.contains("already exists"), "{r:#?}");
+    assert_eq!(node.read("10-calico.conf"), fixture("10-calico.conf"));
+}
+
+#[test]
+fn another_network_sorting_first_is_left_alone_and_reported() {
+    let node = Node::new()
+        .with("05-bridge.conflist", "05-bridge.conflist")
+        .with("10-calico.conflist", "10-calico.conflist");
+    let r = node.run("install", &[]).ok();
+    assert!(
+        r.stdout
+            .contains("warning: 05-bridge.conflist sorts before"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        node.read("05-bridge.conflist"),
+        fixture("05-bridge.conflist")
+    );
+    assert_eq!(
+        types(&node.json("10-calico.conflist")),
+        ["calico", OURS, "portmap", "bandwidth"]
+    );
+}
+
+#[test]
+fn no_calico_and_missing_dirs_say_what_to_do() {
+    let node = Node::new().with("05-bridge.conflist", "05-bridge.conflist");
+    let r = node.run("install", &[]).failed();
+    assert!(r.stderr.contains("\"type\": \"calico\""), "{r:#?}");
+    assert!(r.stderr.contains("looked at 05-bridge.conflist"), "{r:#?}");
+    assert!(r.stderr.contains("to fix: install Calico first"), "{r:#?}");
+
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let missing = node.root.join("no-such-bin");
+    let r = run(
+        &bin(OURS),
+        &[
+            "install".into(),
+            "--cni-bin-dir".into(),
+            missing.display().to_string(),
+            "--cni-conf-dir".into(),
+            node.conf().display().to_string(),
+        ],
+    )
+    .failed();
+    assert!(r.stderr.contains("does not exist"), "{r:#?}");
+    assert!(r.stderr.contains(&missing.display().to_string()), "{r:#?}");
+    assert_eq!(
+        node.read("10-calico.conflist"),
+        fixture("10-calico.conflist")
+    );
+}
+
+#[test]
+fn help_and_usage_errors() {
+    for cmd in ["install", "uninstall"] {
+        let r = run(&bin(OURS), &[cmd.into(), "--help".into()]).ok();
+        assert!(
+            r.stdout.contains(&format!("calico-preflight {cmd}")),
+            "{r:#?}"
+        );
+        assert!(r.stdout.contains("--cni-conf-dir"), "{r:#?}");
+        let r = run(&bin(OURS), &[cmd.into(), "--nope".into()]).failed();
+        assert!(r.stderr.contains("unknown option \"--nope\""), "{r:#?}");
+    }
+}
+
+/// Writes a runtime config fixture with the node's dirs filled in.
+fn runtime_config(node: &Node, fixture_name: &str, dest: &Path) {
+    let text = String::from_utf8(fixture(fixture_name))
+        .unwrap()
+        .replace("@BIN_DIR2@", &node.root.join("bin2").display().to_string())
+        .replace("@BIN_DIR@", &node.bin().display().to_string())
+        .replace("@CONF_DIR@", &node.conf().display().to_string());
+    fs::write(dest, text).unwrap();
+}
+
+#[test]
+fn dirs_come_from_containerd_config_unless_flags_say_otherwise() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let cfg = node.root.join("config.toml");
+    runtime_config(&node, "containerd-config.toml", &cfg);
+    // An empty drop-in dir: no CRI-O config (and the machine's /etc/crio is not read).
+    let no_crio = node.root.join("no-crio.d");
+    fs::create_dir(&no_crio).unwrap();
+    let r = run(
+        &bin(OURS),
+        &[
+            "install".into(),
+            "--containerd-config".into(),
+            cfg.display().to_string(),
+            "--crio-config".into(),
+            no_crio.display().to_string(),
+        ],
+    )
+    .ok();
+    let want = format!(
+        "bin dir {} (from {} plugins.\"io.containerd.grpc.v1.cri\".cni.bin_dir)",
+        node.bin().display(),
+        cfg.display()
+    );
+    assert!(r.stdout.contains(&want), "{want}\n{r:#?}");
+    assert!(r.stdout.contains("cni.conf_dir)"), "{r:#?}");
+    assert!(node.bin().join(OURS).exists());
+    assert_eq!(types(&node.json("10-calico.conflist"))[1], OURS);
+
+    // Explicit flags win over the config.
+    let other = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let r = run(
+        &bin(OURS),
+        &[
+            "uninstall".into(),
+            "--containerd-config".into(),
+            cfg.display().to_string(),
+            "--cni-conf-dir".into(),
+            other.conf().display().to_string(),
+        ],
+    )
+    .ok();
+    assert!(r.stdout.contains("(from --cni-conf-dir)"), "{r:#?}");
+    assert_eq!(
+        types(&node.json("10-calico.conflist"))[1],
+        OURS,
+        "untouched"
+    );
+
+    // An unreadable config is an error naming the line, not a guess.
+    fs::write(
+        &cfg,
+        "[plugins.\"io.containerd.grpc.v1.cri\".cni\nbin_dir = 1\n",
+    )
+    .unwrap();
+    let r = run(
+        &bin(OURS),
+        &[
+            "install".into(),
+            "--containerd-config".into(),
+            cfg.display().to_string(),
+        ],
+    )
+    .failed();
+    assert!(r.stderr.contains("line 1"), "{r:#?}");
+}
+
+#[test]
+fn dirs_come_from_crio_config_and_dropins() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    fs::create_dir(node.root.join("bin2")).unwrap();
+    let crio_d = node.root.join("crio.conf.d");
+    fs::create_dir(&crio_d).unwrap();
+    runtime_config(&node, "crio.conf", &crio_d.join("00-main.conf"));
+    runtime_config(&node, "crio-dropin.conf", &crio_d.join("10-cni.conf"));
+    let r = run(
+        &bin(OURS),
+        &[
+            "install".into(),
+            "--containerd-config".into(),
+            node.root.join("absent").display().to_string(),
+            "--crio-config".into(),
+            crio_d.display().to_string(),
+        ],
+    );
+    // An explicitly named containerd config that does not exist is an error...
+    let r = r.failed();
+    assert!(r.stderr.contains("containerd's config"), "{r:#?}");
+    // ...`none` skips it (and keeps the machine's /etc/containerd out of the test).
+    let r = run(
+        &bin(OURS),
+        &[
+            "install".into(),
+            "--containerd-config".into(),
+            "none".into(),
+            "--crio-config".into(),
+            crio_d.display().to_string(),
+        ],
+    )
+    .ok();
+    // The drop-in's plugin_dirs override the main file's; every one gets the binary.
+    for d in [node.root.join("bin2"), node.bin()] {
+        let want = format!(
+            "bin dir {} (from {} crio.network.plugin_dirs)",
+            d.display(),
+            crio_d.join("10-cni.conf").display()
+        );
+        assert!(r.stdout.contains(&want), "{want}\n{r:#?}");
+        assert!(d.join(OURS).exists(), "{r:#?}");
+    }
+    let want = format!(
+        "conf dir {}/ (from {} crio.network.network_dir)",
+        node.conf().display(),
+        crio_d.join("00-main.conf").display()
+    );
+    assert!(r.stdout.contains(&want), "{want}\n{r:#?}");
+    assert_eq!(types(&node.json("10-calico.conflist"))[1], OURS);
+}
+
+#[test]
+fn watch_puts_the_entry_back_after_calico_rewrites_the_conflist() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let child = Command::new(bin(OURS))
+        .args([
+            "install",
+            "--watch",
+            "--interval",
+            "0.1",
+            "--cni-bin-dir",
+            &node.bin().display().to_string(),
+            "--cni-conf-dir",
+            &node.conf().display().to_string(),
+            "--entry",
+            r#"{"mode": "warn"}"#,
+        ])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let has_ours = |node: &Node| {
+        serde_json::from_slice::<Value>(&node.read("10-calico.conflist"))
+            .map(|v| types(&v) == ["calico", OURS, "portmap", "bandwidth"])
+            .unwrap_or(false)
+    };
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("the first install", &|| has_ours(&node));
+    for round in 0..3 {
+        // What Calico's install-cni does on a restart: write its own conflist again.
+        let tmp = node.conf().join(format!(".calico-{round}.tmp"));
+        fs::write(&tmp, fixture("10-calico.conflist")).unwrap();
+        fs::rename(&tmp, node.conf_file("10-calico.conflist")).unwrap();
+        wait_for("the entry to come back", &|| has_ours(&node));
+        assert_eq!(
+            node.json("10-calico.conflist")["plugins"][1]["mode"],
+            "warn"
+        );
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("stopped watching"), "{stdout}");
+    assert!(stdout.matches("wrote ").count() >= 4, "{stdout}");
+}
+
+#[test]
+fn watch_waits_for_calico_and_stops_after_n_checks() {
+    let node = Node::new().with("05-bridge.conflist", "05-bridge.conflist");
+    let conf = node.conf();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        fs::write(
+            conf.join("10-calico.conflist"),
+            fixture("10-calico.conflist"),
+        )
+        .unwrap();
+    });
+    let r = node
+        .run(
+            "install",
+            &["--watch", "--interval", "0.1", "--watch-iterations", "15"],
+        )
+        .ok();
+    writer.join().unwrap();
+    assert!(r.stderr.contains("will retry"), "{r:#?}");
+    assert!(r.stdout.contains("recovered"), "{r:#?}");
+    assert_eq!(types(&node.json("10-calico.conflist"))[1], OURS);
+}
+
+/// The point of temp file + rename: while install replaces the binary again and again, a pod
+/// start exec'ing it never sees ETXTBSY, ENOEXEC or a half-written file.
+#[test]
+fn binary_replaced_while_being_executed() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    // Two different source binaries: the real one, and the same with bytes appended (the ELF
+    // loader ignores them), so every install really replaces the target.
+    let a = node.root.join("a");
+    let b = node.root.join("b");
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    let bytes = fs::read(bin(OURS)).unwrap();
+    let mut other = bytes.clone();
+    other.extend_from_slice(b"\0calico-preflight test padding\0");
+    let src = [a.join(OURS), b.join(OURS)];
+    fs::write(&src[0], &bytes).unwrap();
+    fs::write(&src[1], &other).unwrap();
+    for s in &src {
+        fs::set_permissions(s, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "install".into(),
+            "--cni-bin-dir".into(),
+            node.bin().display().to_string(),
+            "--cni-conf-dir".into(),
+            node.conf().display().to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    run(&src[0], &args(&[])).ok();
+    let target = node.bin().join(OURS);
+
+    // All writes of this process are done before the exec'ing thread starts: a writable fd
+    // inherited across a concurrent fork would cause ETXTBSY of its own.
+    let stop = Arc::new(AtomicBool::new(false));
+    let execer = {
+        let stop = stop.clone();
+        let target = target.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failures) = (0u32, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                match Command::new(&target).arg("--version").env_clear().output() {
+                    Ok(o)
+                        if o.status.success()
+                            && String::from_utf8_lossy(&o.stdout)
+                                .starts_with("calico-preflight ") =>
+                    {
+                        ok += 1
+                    }
+                    Ok(o) => failures.push(format!("{o:?}")),
+                    Err(e) => {
+                        failures.push(format!("exec failed: {e} (errno {:?})", e.raw_os_error()))
+                    }
+                }
+            }
+            (ok, failures)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut installs = 0;
+    while installs < 24 && Instant::now() < deadline {
+        let r = run(&src[(installs + 1) % 2], &args(&[])).ok();
+        assert!(r.stdout.contains("installed "), "{r:#?}");
+        installs += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failures) = execer.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed execs: {failures:#?}",
+        failures.len()
+    );
+    assert!(installs >= 4, "only {installs} installs ran");
+    assert!(ok > 0, "the binary was never exec'd");
+    assert_eq!(
+        &fs::read(&target).unwrap(),
+        if installs % 2 == 1 { &other } else { &bytes }
+    );
+    eprintln!("{installs} replacements, {ok} successful execs in between");
+}

@@ -1,0 +1,348 @@
+//! Flags of `install` and `uninstall`, parsed by hand (a dozen flags do not need a parser
+//! crate in a binary exec'd per pod start).
+
+use super::conflist::{parse_entry, Position};
+use crate::config::Config;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const INSTALL_HELP: &str = "\
+calico-preflight install: put this binary in the CNI bin dir(s) and our entry in Calico's conflist
+
+Usage: calico-preflight install [options]
+
+  --cni-bin-dir DIR         copy the binary here (repeatable); default: the runtime's bin dirs
+                            (containerd / CRI-O config), else /opt/cni/bin
+  --cni-conf-dir DIR        the CNI config dir holding Calico's conflist; default: the runtime's,
+                            else /etc/cni/net.d
+  --position WHERE          after-calico (default): pod checks on Calico's result;
+                            first: node checks before Calico runs; both
+  --entry JSON              our entry, e.g. '{\"mode\": \"warn\", \"logFile\": \"/var/log/calico-preflight.log\"}'
+                            (\"type\" is set for you); default: keep the entry already installed,
+                            else {\"type\": \"calico-preflight\"}
+  --dry-run                 print the resulting conflist on stdout (notes on stderr), change nothing
+  --watch                   after installing, keep our entry in place when Calico's installer
+                            rewrites its conflist; runs until SIGTERM or SIGINT
+  --interval SECONDS        how often --watch looks at the conf dir (default 2)
+  --containerd-config PATH  containerd's config (default /etc/containerd/config.toml);
+                            none: do not read it
+  --crio-config PATH        CRI-O's config file or drop-in dir (default /etc/crio/crio.conf and
+                            /etc/crio/crio.conf.d/*.conf); none: do not read it
+  -h, --help                this text
+
+The conf dir's files (*.conf, *.conflist, *.json) are read in lexical order like libcni does;
+the first one holding a plugin of type \"calico\" is edited. A single-plugin .conf cannot chain:
+it is rewritten as <name>.conflist. Files are replaced atomically (temp file + rename); a run
+that has nothing to change writes nothing. Explicit flags win over the runtime's config.
+Exit status: 0 on success, 1 on error.
+";
+
+pub const UNINSTALL_HELP: &str = "\
+calico-preflight uninstall: remove our entries from the CNI conflists (and the binaries)
+
+Usage: calico-preflight uninstall [options]
+
+  --cni-conf-dir DIR        the CNI config dir (default: the runtime's, else /etc/cni/net.d)
+  --remove-binary           also delete calico-preflight from the CNI bin dir(s)
+  --cni-bin-dir DIR         bin dir for --remove-binary (repeatable; default: the runtime's,
+                            else /opt/cni/bin)
+  --dry-run                 print what would change, change nothing
+  --containerd-config PATH  containerd's config (default /etc/containerd/config.toml);
+                            none: do not read it
+  --crio-config PATH        CRI-O's config file or drop-in dir (default /etc/crio/crio.conf and
+                            /etc/crio/crio.conf.d/*.conf); none: do not read it
+  -h, --help                this text
+
+Every entry of type \"calico-preflight\" is removed from every conflist in the conf dir; the
+rest of each file is kept as it is (a .conf that install turned into a .conflist stays one).
+Exit status: 0 on success, 1 on error.
+";
+
+/// The value of `--containerd-config` / `--crio-config` that turns the lookup off.
+pub const NO_CONFIG: &str = "none";
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+const MAX_INTERVAL_SECS: f64 = 86_400.0;
+
+/// Flags both subcommands share.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Common {
+    pub bin_dirs: Vec<PathBuf>,
+    pub conf_dir: Option<PathBuf>,
+    pub containerd_config: Option<PathBuf>,
+    pub crio_config: Option<PathBuf>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallOpts {
+    pub common: Common,
+    pub position: Position,
+    pub entry: Option<Map<String, Value>>,
+    pub watch: bool,
+    pub interval: Duration,
+    /// Hidden, for tests: stop `--watch` after this many checks after the install.
+    pub watch_iterations: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UninstallOpts {
+    pub common: Common,
+    pub remove_binary: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed<T> {
+    Help,
+    Run(T),
+}
+
+/// Splits `--flag=value` and hands out values for flags that take one.
+struct Args<'a> {
+    rest: std::slice::Iter<'a, String>,
+    pending: Option<String>,
+}
+
+impl<'a> Args<'a> {
+    fn new(args: &'a [String]) -> Self {
+        Args {
+            rest: args.iter(),
+            pending: None,
+        }
+    }
+    /// The next flag name, keeping an inline `=value` for [`Args::value`].
+    fn next_flag(&mut self) -> Result<Option<String>, String> {
+        if let Some(v) = self.pending.take() {
+            return Err(format!("unexpected value {v:?}"));
+        }
+        let Some(arg) = self.rest.next() else {
+            return Ok(None);
+        };
+        if !arg.starts_with('-') {
+            return Err(format!(
+                "unexpected argument {arg:?} (options start with --)"
+            ));
+        }
+        match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                self.pending = Some(value.to_string());
+                Ok(Some(flag.to_string()))
+            }
+            _ => Ok(Some(arg.clone())),
+        }
+    }
+    fn value(&mut self, flag: &str) -> Result<String, String> {
+        if let Some(v) = self.pending.take() {
+            return Ok(v);
+        }
+        self.rest
+            .next()
+            .cloned()
+            .ok_or_else(|| format!("{flag} needs a value"))
+    }
+    /// For flags without a value: `--dry-run=x` is a mistake, not a value to drop.
+    fn no_value(&mut self, flag: &str) -> Result<(), String> {
+        match self.pending.take() {
+            Some(v) => Err(format!("{flag} takes no value, found {v:?}")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn dir_value(a: &mut Args, flag: &str) -> Result<PathBuf, String> {
+    let v = a.value(flag)?;
+    if v.is_empty() {
+        return Err(format!("{flag} needs a path, found an empty string"));
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// Handles a flag both subcommands know; `Ok(false)` when it is not one of them.
+fn common_flag(a: &mut Args, c: &mut Common, flag: &str) -> Result<bool, String> {
+    match flag {
+        "--cni-bin-dir" => c.bin_dirs.push(dir_value(a, flag)?),
+        "--cni-conf-dir" => c.conf_dir = Some(dir_value(a, flag)?),
+        "--containerd-config" => c.containerd_config = Some(dir_value(a, flag)?),
+        "--crio-config" => c.crio_config = Some(dir_value(a, flag)?),
+        "--dry-run" => {
+            a.no_value(flag)?;
+            c.dry_run = true
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+pub fn parse_install(args: &[String]) -> Result<Parsed<InstallOpts>, String> {
+    let mut o = InstallOpts {
+        common: Common::default(),
+        position: Position::AfterCalico,
+        entry: None,
+        watch: false,
+        interval: DEFAULT_INTERVAL,
+        watch_iterations: None,
+    };
+    let mut a = Args::new(args);
+    while let Some(flag) = a.next_flag()? {
+        if common_flag(&mut a, &mut o.common, &flag)? {
+            continue;
+        }
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--position" => {
+                let v = a.value(&flag)?;
+                o.position = Position::parse(&v).ok_or_else(|| {
+                    format!("--position must be after-calico, first or both, found {v:?}")
+                })?;
+            }
+            "--entry" => o.entry = Some(entry(&a.value(&flag)?)?),
+            "--watch" => {
+                a.no_value(&flag)?;
+                o.watch = true
+            }
+            "--interval" => o.interval = interval(&a.value(&flag)?)?,
+            "--watch-iterations" => {
+                let v = a.value(&flag)?;
+                o.watch_iterations = Some(v.parse().map_err(|_| {
+                    format!("--watch-iterations must be a whole number, found {v:?}")
+                })?);
+            }
+            _ => return Err(format!("unknown option {flag:?}")),
+        }
+    }
+    if o.watch && o.common.dry_run {
+        return Err("--watch and --dry-run do not go together: --dry-run changes nothing".into());
+    }
+    Ok(Parsed::Run(o))
+}
+
+pub fn parse_uninstall(args: &[String]) -> Result<Parsed<UninstallOpts>, String> {
+    let mut o = UninstallOpts {
+        common: Common::default(),
+        remove_binary: false,
+    };
+    let mut a = Args::new(args);
+    while let Some(flag) = a.next_flag()? {
+        if common_flag(&mut a, &mut o.common, &flag)? {
+            continue;
+        }
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--remove-binary" => {
+                a.no_value(&flag)?;
+                o.remove_binary = true
+            }
+            _ => return Err(format!("unknown option {flag:?}")),
+        }
+    }
+    Ok(Parsed::Run(o))
+}
+
+/// `--entry`, checked with the plugin's own config reader: a typo here would otherwise fail
+/// every pod start on the node.
+fn entry(text: &str) -> Result<Map<String, Value>, String> {
+    let e = parse_entry(text)?;
+    Config::from_json(&e).map_err(|err| {
+        let msg = err
+            .msg
+            .strip_prefix("calico-preflight: ")
+            .unwrap_or(&err.msg);
+        format!("--entry: {msg}")
+    })?;
+    Ok(e)
+}
+
+fn interval(v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= MAX_INTERVAL_SECS => {
+            Ok(Duration::from_secs_f64(s))
+        }
+        _ => Err(format!(
+            "--interval must be a number of seconds above 0 and at most {MAX_INTERVAL_SECS}, found {v:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    fn install(args: &[&str]) -> Result<InstallOpts, String> {
+        match parse_install(&s(args))? {
+            Parsed::Run(o) => Ok(o),
+            Parsed::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn install_flags() {
+        let o = install(&[
+            "--cni-bin-dir",
+            "/a",
+            "--cni-bin-dir=/b",
+            "--cni-conf-dir",
+            "/c",
+            "--position=both",
+            "--entry",
+            r#"{"mode":"warn"}"#,
+            "--watch",
+            "--interval",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.common.bin_dirs,
+            [PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(o.common.conf_dir, Some(PathBuf::from("/c")));
+        assert_eq!(o.position, Position::Both);
+        assert_eq!(o.entry.unwrap()["mode"], "warn");
+        assert!(o.watch);
+        assert_eq!(o.interval, Duration::from_millis(500));
+        let d = install(&[]).unwrap();
+        assert_eq!(d.position, Position::AfterCalico);
+        assert_eq!(d.interval, DEFAULT_INTERVAL);
+        assert!(d.common.bin_dirs.is_empty());
+    }
+
+    #[test]
+    fn install_refusals_say_what_was_expected() {
+        for (args, want) in [
+            (&["--position", "last"][..], "after-calico, first or both"),
+            (
+                &["--entry", r#"{"mode":"loud"}"#],
+                "--entry: invalid network",
+            ),
+            (&["--entry", "[]"], "JSON object"),
+            (&["--interval", "0"], "above 0"),
+            (&["--interval", "NaN"], "above 0"),
+            (&["--cni-bin-dir"], "needs a value"),
+            (&["--cni-bin-dir="], "empty string"),
+            (&["--dry-run=yes"], "takes no value"),
+            (&["--bogus"], "unknown option"),
+            (&["install"], "unexpected argument"),
+            (&["--watch", "--dry-run"], "do not go together"),
+        ] {
+            let e = install(args).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        assert_eq!(parse_install(&s(&["-h"])), Ok(Parsed::Help));
+    }
+
+    #[test]
+    fn uninstall_flags() {
+        let Ok(Parsed::Run(o)) = parse_uninstall(&s(&["--remove-binary", "--cni-conf-dir", "/x"]))
+        else {
+            panic!("parse failed");
+        };
+        assert!(o.remove_binary);
+        assert_eq!(o.common.conf_dir, Some(PathBuf::from("/x")));
+        assert!(parse_uninstall(&s(&["--position", "first"])).is_err());
+        assert_eq!(parse_uninstall(&s(&["--help"])), Ok(Parsed::Help));
+    }
+}
