@@ -5,7 +5,7 @@ use crate::checks::{run_node_checks, run_pod_checks, CheckId, Finding, PodFacts,
 use crate::inspect::cni_files::CniFilesQuery;
 use crate::inspect::netlink::Netlink;
 use crate::inspect::scan::{self, NetnsRef};
-use crate::inspect::{self, node, Deadline, InspectError, PodInterface, Target};
+use crate::inspect::{self, netns, node, Deadline, InspectError, PodInterface, Target};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -99,13 +99,36 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     let veths = scan::host_veths(&mut nl, &o.prefix)?;
     let candidates = scan::candidate_netns(&o.netns_dirs, o.scan_procs);
     let by_id = scan::by_nsid(&mut nl, candidates)?;
-    drop(nl);
 
-    let mut pods = Vec::with_capacity(veths.len());
+    // Pair each veth with its pod's namespace; read every pod side on one scanning thread.
+    let pairs: Vec<(inspect::Link, Option<NetnsRef>)> = veths
+        .into_iter()
+        .map(|v| {
+            let ns = v.peer_netnsid.and_then(|id| by_id.get(&id)).cloned();
+            (v, ns)
+        })
+        .collect();
+    let found: Vec<(String, u32)> = pairs
+        .iter()
+        .filter_map(|(v, ns)| Some((ns.as_ref()?.path.clone(), v.peer_index?)))
+        .collect();
+    let peers: Vec<u32> = found.iter().map(|(_, p)| *p).collect();
+    let mut views = netns::in_each_netns(
+        found.into_iter().map(|(p, _)| p).collect(),
+        o.timeout,
+        move |i, deadline| inspect::pod_view(&PodInterface::Index(peers[i]), deadline),
+    )
+    .into_iter();
+
+    let mut pods = Vec::with_capacity(pairs.len());
     let mut want_v6 = false;
-    for veth in veths {
-        let ns = veth.peer_netnsid.and_then(|id| by_id.get(&id)).cloned();
-        let report = pod_report(o, veth, ns)?;
+    for (veth, ns) in pairs {
+        let view = match (&ns, veth.peer_index) {
+            (Some(_), Some(_)) => views.next(),
+            _ => None,
+        };
+        nl.set_deadline(Deadline::after(o.timeout));
+        let report = pod_report(&mut nl, veth, ns, view)?;
         want_v6 |= report.ips.iter().any(|i| i.contains(':'));
         pods.push(report);
     }
@@ -113,12 +136,14 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     Ok(summarize(node, pods))
 }
 
+type PodOutcome = Result<Result<inspect::PodView, inspect::NetnsProblem>, InspectError>;
+
 fn pod_report(
-    o: &Options,
+    nl: &mut Netlink,
     veth: inspect::Link,
     ns: Option<NetnsRef>,
+    view: Option<PodOutcome>,
 ) -> Result<PodReport, InspectError> {
-    let deadline = Deadline::after(o.timeout);
     let mut report = PodReport {
         host_veth: veth.name.clone(),
         pod: ns.as_ref().map(|n| n.label.clone()),
@@ -127,7 +152,7 @@ fn pod_report(
         ips: vec![],
         findings: vec![],
     };
-    let (Some(ns), Some(peer)) = (ns, veth.peer_index) else {
+    let (Some(ns), Some(view)) = (ns, view) else {
         report.findings.push(
             Finding::new(
                 CheckId::HostVeth,
@@ -146,7 +171,21 @@ fn pod_report(
         );
         return Ok(report);
     };
-    let pod = inspect::gather_pod_at(&ns.path, PodInterface::Index(peer), deadline)?;
+    let pod = match view {
+        Ok(p) => p,
+        // One pod that cannot be read does not stop the scan of the others.
+        Err(e) => {
+            report.findings.push(Finding::new(
+                CheckId::PodNetns,
+                format!("pod network namespace {}", ns.path),
+                "the pod's network state could not be read",
+                "an answer from the kernel for the pod's interface, addresses and routes",
+                e.to_string(),
+                "retry; if it persists, the namespace is stuck (look at the runtime's log for this sandbox)",
+            ));
+            return Ok(report);
+        }
+    };
     let (ifname, ips) = match &pod {
         Ok(view) => {
             let ips: Vec<IpNetwork> = view
@@ -165,7 +204,7 @@ fn pod_report(
         pod_ips: ips,
         host_veth: Some(veth.name.clone()),
     };
-    let host = inspect::gather_host(&target, pod.as_ref().ok(), deadline)?;
+    let host = inspect::gather_host_with(nl, &target, pod.as_ref().ok())?;
     let facts = PodFacts {
         target: &target,
         pod: &pod,

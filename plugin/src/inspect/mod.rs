@@ -242,23 +242,28 @@ pub fn gather_pod_at(
     deadline: Deadline,
 ) -> Result<Result<PodView, NetnsProblem>, InspectError> {
     netns::in_netns(netns_path, deadline, move |deadline| {
-        let mut nl = netlink::Netlink::open(deadline)?;
-        let link = match &which {
-            PodInterface::Name(n) => nl.link_by_name(n)?,
-            PodInterface::Index(i) => nl.link_by_index(*i)?,
-        };
-        let Some(link) = link else {
-            return Ok(PodView::default());
-        };
-        let addrs = nl.addresses(Some(link.index))?;
-        let routes = nl.main_routes()?;
-        let neighbours = nl.neighbours(link.index)?;
-        Ok(PodView {
-            link: Some(link),
-            addrs,
-            routes,
-            neighbours,
-        })
+        pod_view(&which, deadline)
+    })
+}
+
+/// The pod view, read from inside the pod's namespace (the calling thread must be in it).
+pub fn pod_view(which: &PodInterface, deadline: Deadline) -> Result<PodView, InspectError> {
+    let mut nl = netlink::Netlink::open(deadline)?;
+    let link = match which {
+        PodInterface::Name(n) => nl.link_by_name(n)?,
+        PodInterface::Index(i) => nl.link_by_index(*i)?,
+    };
+    let Some(link) = link else {
+        return Ok(PodView::default());
+    };
+    let addrs = nl.addresses(Some(link.index))?;
+    let routes = nl.main_routes()?;
+    let neighbours = nl.neighbours(link.index)?;
+    Ok(PodView {
+        link: Some(link),
+        addrs,
+        routes,
+        neighbours,
     })
 }
 
@@ -269,6 +274,15 @@ pub fn gather_host(
     deadline: Deadline,
 ) -> Result<HostView, InspectError> {
     let mut nl = netlink::Netlink::open(deadline)?;
+    gather_host_with(&mut nl, target, pod)
+}
+
+/// [`gather_host`] on an open socket (a node scan reuses one for every pod).
+pub fn gather_host_with(
+    nl: &mut netlink::Netlink,
+    target: &Target,
+    pod: Option<&PodView>,
+) -> Result<HostView, InspectError> {
     let mut view = HostView::default();
     if let Some(name) = &target.host_veth {
         // An invalid name cannot exist; the host-veth check reports it as not found.

@@ -38,12 +38,38 @@ impl Netlink {
         sock.connect(&SocketAddr::new(0, 0)).map_err(io_err)?;
         // Lets the kernel filter dumps by ifindex instead of sending us every address.
         sock.set_netlink_get_strict_chk(true).map_err(io_err)?;
+        // Sends to the kernel are handled synchronously and do not wait in practice; bound them
+        // anyway, once, by the whole call's deadline.
+        if let Some(left) = deadline.remaining() {
+            let tv = libc::timeval {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_usec: (left.subsec_micros() as libc::suseconds_t).max(1),
+            };
+            // SAFETY: setsockopt with a valid fd and a timeval of the right size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDTIMEO,
+                    &tv as *const libc::timeval as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(io_err(io::Error::last_os_error()));
+            }
+        }
         Ok(Netlink {
             sock,
             seq: 0,
             deadline,
             buf: vec![0; RECV_BUF],
         })
+    }
+
+    /// A new bound for the queries that follow (a node scan reuses one socket for many pods).
+    pub fn set_deadline(&mut self, deadline: Deadline) {
+        self.deadline = deadline;
     }
 
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>, InspectError> {
@@ -196,30 +222,17 @@ impl Netlink {
         msg.finalize();
         let mut out = vec![0u8; msg.buffer_len()];
         msg.serialize(&mut out);
-        self.arm_timeout(what)?;
-        self.sock
-            .send(&out, 0)
-            .map_err(|e| InspectError::io(what, e))?;
+        self.sock.send(&out, 0).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => InspectError::TimedOut {
+                what: what.to_string(),
+            },
+            _ => InspectError::io(what, e),
+        })?;
 
         let is_dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut replies = Vec::new();
         loop {
-            self.arm_timeout(what)?;
-            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(InspectError::TimedOut {
-                        what: what.to_string(),
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(InspectError::io(what, e)),
-            };
+            let n = self.recv(what)?;
             let mut off = 0;
             while off < n {
                 let bytes = &self.buf[off..n];
@@ -266,34 +279,46 @@ impl Netlink {
         }
     }
 
-    fn arm_timeout(&self, what: &str) -> Result<(), InspectError> {
-        let left = self
-            .deadline
-            .remaining()
-            .ok_or_else(|| InspectError::TimedOut {
-                what: what.to_string(),
-            })?;
-        let tv = libc::timeval {
-            tv_sec: left.as_secs() as libc::time_t,
-            // At least 1µs: a zero timeval means "block forever".
-            tv_usec: (left.subsec_micros() as libc::suseconds_t).max(1),
-        };
-        for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-            // SAFETY: setsockopt with a valid fd and a timeval of the right size.
-            let rc = unsafe {
-                libc::setsockopt(
-                    self.sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    &tv as *const libc::timeval as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                return Err(InspectError::io(what, io::Error::last_os_error()));
+    /// One datagram, waiting at most until the deadline. The kernel answers rtnetlink GETs
+    /// while handling the send, so the non-blocking read almost always succeeds at once; poll
+    /// only covers a kernel (or a namespace) that is slow to answer.
+    fn recv(&mut self, what: &str) -> Result<usize, InspectError> {
+        loop {
+            match self.sock.recv(&mut &mut self.buf[..], libc::MSG_DONTWAIT) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_readable(what)?,
+                Err(e) => return Err(InspectError::io(what, e)),
             }
         }
-        Ok(())
+    }
+
+    fn wait_readable(&self, what: &str) -> Result<(), InspectError> {
+        let timed_out = || InspectError::TimedOut {
+            what: what.to_string(),
+        };
+        let left = self.deadline.remaining().ok_or_else(timed_out)?;
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // Round up: a sub-millisecond remainder must still wait, not spin.
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        match rc {
+            0 => Err(timed_out()),
+            n if n > 0 => Ok(()),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(())
+                } else {
+                    Err(InspectError::io(what, e))
+                }
+            }
+        }
     }
 }
 

@@ -65,6 +65,58 @@ fn test_stall() {
 #[cfg(not(debug_assertions))]
 fn test_stall() {}
 
+/// Runs `f(i, deadline)` inside each namespace of `paths` in turn, on one dedicated thread: a
+/// node scan pays one thread for all pods, not one per pod. Each item gets `per_item` time; an
+/// item that fails to answer in time is reported as timed out and the scan stops there.
+pub fn in_each_netns<T, F>(
+    paths: Vec<String>,
+    per_item: std::time::Duration,
+    f: F,
+) -> Vec<Outcome<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize, Deadline) -> Result<T, InspectError> + Send + 'static,
+{
+    let n = paths.len();
+    let (tx, rx) = mpsc::channel();
+    let owned = paths.clone();
+    let spawned = std::thread::Builder::new()
+        .name("netns-scan".into())
+        .spawn(move || {
+            for (i, path) in owned.iter().enumerate() {
+                let result = match enter(path) {
+                    Err(problem) => Ok(Err(problem)),
+                    Ok(()) => f(i, Deadline::after(per_item)).map(Ok),
+                };
+                if tx.send(result).is_err() {
+                    return; // the caller gave up
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        let err = InspectError::io("start the namespace scan thread", e);
+        return (0..n).map(|_| Err(err.clone())).collect();
+    }
+    let mut out = Vec::with_capacity(n);
+    for path in &paths {
+        // A little slack over the worker's own per-item deadline, for entering the namespace.
+        match rx.recv_timeout(per_item + std::time::Duration::from_millis(100)) {
+            Ok(r) => out.push(r),
+            Err(_) => {
+                let err = InspectError::TimedOut {
+                    what: format!("inspect the pod's network namespace {path}"),
+                };
+                // The worker is stuck in this namespace: the rest cannot be inspected either.
+                while out.len() < n {
+                    out.push(Err(err.clone()));
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
 fn enter(path: &str) -> Result<(), NetnsProblem> {
     let problem = |found: String| NetnsProblem {
         path: path.to_string(),
