@@ -49,16 +49,20 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
         Err(e) => return Output::err(&e, version::LATEST),
     };
     let command = env.command.unwrap_or(Command::Version);
-    let bytes = match read_stdin(stdin) {
-        Ok(b) => b,
-        Err(e) => return Output::err(&e, version::LATEST),
+    // Nothing of ours to tear down: DEL succeeds whatever state the pod is in, even with a
+    // config we could not read (the runtime calls it again on sandbox removal). GC: nothing
+    // to collect. VERSION needs the config only to echo its version.
+    let bytes = match (read_stdin(stdin), command) {
+        (Ok(b), _) => b,
+        (Err(_), Command::Del | Command::Gc) => return Output::ok(None),
+        (Err(_), Command::Version) => {
+            return Output::ok(Some(version::version_json(version::LATEST)))
+        }
+        (Err(e), _) => return Output::err(&e, version::LATEST),
     };
     let hint = sniff_version(&bytes).unwrap_or_else(|| version::LATEST.to_string());
     match command {
         Command::Version => return Output::ok(Some(version::version_json(&hint))),
-        // Nothing of ours to tear down: DEL succeeds whatever state the pod is in, even with a
-        // config we could not read (the runtime calls it again on sandbox removal).
-        // GC: nothing to collect.
         Command::Del | Command::Gc => return Output::ok(None),
         _ => {}
     }

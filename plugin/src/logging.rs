@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,7 +28,13 @@ impl Logger {
         let mut fallback_reason = None;
         let sink = match file {
             None => Sink::Stderr,
-            Some(p) => match OpenOptions::new().create(true).append(true).open(p) {
+            // O_NONBLOCK: a FIFO without a reader at that path must not hang the pod start.
+            Some(p) => match OpenOptions::new()
+                .create(true)
+                .append(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(p)
+            {
                 Ok(f) => Sink::File(f),
                 Err(e) => {
                     fallback_reason = Some(format!(

@@ -98,7 +98,38 @@ impl NodeCache {
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+        self.prune(dir);
         result
+    }
+
+    /// Removes entries nobody refreshed within the TTL (other namespaces, other configs), so
+    /// the directory does not grow with every namespace ever checked. Runs only on a cache
+    /// miss, at most once per TTL per key; an entry of a longer-TTL config removed early is
+    /// just a miss for it.
+    fn prune(&self, dir: &Path) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with("node-checks-")
+                || !name.ends_with(".json")
+                || e.path() == self.path
+            {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > self.ttl);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
 
@@ -147,6 +178,24 @@ mod tests {
         };
         std::fs::write(c.path(), serde_json::to_vec(&old).unwrap()).unwrap();
         assert!(c.load().is_none(), "expired");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn stale_entries_of_other_keys_are_pruned_on_store() {
+        let d = dir("prune");
+        let old = NodeCache::new(&d, "old".into(), Duration::from_secs(30));
+        old.store(&[finding()]);
+        let past = SystemTime::now() - Duration::from_secs(120);
+        let f = std::fs::File::options()
+            .write(true)
+            .open(old.path())
+            .unwrap();
+        f.set_modified(past).unwrap();
+        let fresh = NodeCache::new(&d, "fresh".into(), Duration::from_secs(30));
+        fresh.store(&[finding()]);
+        assert!(!old.path().exists(), "stale entry removed");
+        assert!(fresh.path().exists());
         std::fs::remove_dir_all(&d).unwrap();
     }
 

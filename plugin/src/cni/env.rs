@@ -126,7 +126,7 @@ fn short_id(id: &str) -> &str {
 fn missing(var: &str, what: &str) -> CniError {
     CniError::new(
         ErrorCode::InvalidEnv,
-        format!("calico-preflight: required environment variable {var} is missing or empty"),
+        format!("calico-preflight: required environment variable {var} is missing, empty or not valid UTF-8"),
         format!("{var} must hold {what}; calico-preflight is a CNI plugin meant to be run by the container runtime"),
     )
 }
