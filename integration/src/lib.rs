@@ -239,7 +239,8 @@ pub fn calico_conflist(version: &str, calico: Value, preflight: Value) -> Value 
 }
 
 /// Everything observable about a namespace's network config: links, addresses, routes (all
-/// tables), neighbours and net.* sysctls. Used to prove the plugin changes nothing.
+/// tables), neighbours, net.* sysctls, and the iptables/nftables rules of both backends. Used to
+/// prove the plugin changes nothing.
 pub fn snapshot(ns: &Netns) -> String {
     let mut s = String::new();
     for args in [
@@ -260,5 +261,42 @@ pub fn snapshot(ns: &Netns) -> String {
         s.push_str(line);
         s.push('\n');
     }
+    s.push_str(&ns.run(&["nft", "list", "ruleset"]));
+    for save in ["iptables-legacy-save", "ip6tables-legacy-save"] {
+        // The "# Generated ... on <date>" lines are not rules.
+        for line in ns.run(&[save]).lines().filter(|l| !l.starts_with('#')) {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
     s
+}
+
+/// A snapshot once the kernel has settled: carrier changes (linkwatch) and IPv6 DAD finish
+/// asynchronously for up to a few seconds after wiring, and must not pass for changes.
+pub fn settled_snapshot(ns: &Netns) -> String {
+    let mut last = snapshot(ns);
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = snapshot(ns);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+/// The lines that differ between two snapshots, for a readable assertion message.
+pub fn snapshot_diff(before: &str, after: &str) -> String {
+    let b: std::collections::BTreeSet<&str> = before.lines().collect();
+    let a: std::collections::BTreeSet<&str> = after.lines().collect();
+    let mut out = String::new();
+    for l in b.difference(&a) {
+        out.push_str(&format!("- {l}\n"));
+    }
+    for l in a.difference(&b) {
+        out.push_str(&format!("+ {l}\n"));
+    }
+    out
 }

@@ -246,7 +246,7 @@ fn add_and_check_change_nothing() {
             c.to_string().as_bytes(),
         );
         let prev = fc.json();
-        let before = (snapshot(&p.host), snapshot(&p.pod));
+        let before = (settled_snapshot(&p.host), settled_snapshot(&p.pod));
         for cmd in ["ADD", "CHECK", "ADD"] {
             let run = preflight(&p, cmd, "1.0.0", &prev, json!({}));
             assert_eq!(
