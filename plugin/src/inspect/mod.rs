@@ -7,6 +7,7 @@ pub mod cni_files;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;
+mod nlmsg;
 pub mod node;
 pub mod scan;
 pub mod sysctl;

@@ -45,6 +45,8 @@ use std::time::{Duration, Instant};
 use netlink_sys::protocols::NETLINK_NETFILTER;
 use netlink_sys::{Socket, SocketAddr};
 
+use super::nlmsg::{self, c_string, read_u16, read_u32, Malformed, Request};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum Backend {
     Legacy,
@@ -138,24 +140,6 @@ fn set_rcvtimeo(fd: RawFd, d: Duration) -> io::Result<()> {
         return Err(ctx(io::Error::last_os_error(), "setsockopt(SO_RCVTIMEO)"));
     }
     Ok(())
-}
-
-fn read_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-
-fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-
-/// Bytes up to the first NUL (or all of them), as text.
-fn c_string(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 // ---------------------------------------------------------------------------
@@ -664,7 +648,6 @@ fn parse_legacy_table(
 // linux/netfilter/nf_tables.h)
 // ---------------------------------------------------------------------------
 
-const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 const NLMSG_NOOP: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
@@ -674,7 +657,6 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 const NLM_F_DUMP: u16 = 0x300;
-const NLA_TYPE_MASK: u16 = !(0x8000 | 0x4000); // ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER)
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNETLINK_V0: u8 = 0;
@@ -743,32 +725,23 @@ fn nft_present_at(proc_modules: &Path, sys_module: &Path, modules_builtin: &Path
         .unwrap_or(false)
 }
 
-fn nft_request(msg: u16, flags: u16, seq: u32) -> [u8; NLMSG_HDRLEN + NFGENMSG_LEN] {
-    let mut b = [0u8; NLMSG_HDRLEN + NFGENMSG_LEN];
-    b[0..4].copy_from_slice(&((NLMSG_HDRLEN + NFGENMSG_LEN) as u32).to_ne_bytes());
-    b[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
-    b[6..8].copy_from_slice(&flags.to_ne_bytes());
-    b[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // nlmsg_pid 0 = kernel; nfgenmsg: UNSPEC family gives all families.
-    b[16] = NFPROTO_UNSPEC;
-    b[17] = NFNETLINK_V0;
-    b
+fn nft_request(msg: u16, flags: u16, seq: u32) -> io::Result<Vec<u8>> {
+    // nfgenmsg: UNSPEC family gives all families; res_id 0.
+    let nfgenmsg: [u8; NFGENMSG_LEN] = [NFPROTO_UNSPEC, NFNETLINK_V0, 0, 0];
+    Request::new((NFNL_SUBSYS_NFTABLES << 8) | msg, flags, &nfgenmsg)
+        .finish(seq)
+        .map_err(malformed)
+}
+
+fn malformed(e: Malformed) -> io::Error {
+    invalid(e.0)
 }
 
 /// Iterates netlink attributes, bounds-checked.
-fn for_each_attr(mut b: &[u8], mut f: impl FnMut(u16, &[u8])) -> io::Result<()> {
-    while !b.is_empty() {
-        let len = read_u16(b, 0).map(usize::from).unwrap_or(0);
-        let kind = read_u16(b, 2).unwrap_or(0) & NLA_TYPE_MASK;
-        if len < 4 || len > b.len() {
-            return Err(invalid(format!(
-                "bad attribute length {len} with {} bytes left",
-                b.len()
-            )));
-        }
-        f(kind, &b[4..len]);
-        let step = (len + 3) & !3;
-        b = b.get(step..).unwrap_or_default();
+fn for_each_attr(b: &[u8], mut f: impl FnMut(u16, &[u8])) -> io::Result<()> {
+    for a in nlmsg::attrs(b) {
+        let (kind, val) = a.map_err(malformed)?;
+        f(kind, val);
     }
     Ok(())
 }
@@ -804,53 +777,43 @@ fn parse_gen(attrs: &[u8]) -> io::Result<u32> {
 /// over (NLMSG_DONE, or an ACK). Sets `intr` when the kernel flags a dump as
 /// inconsistent.
 fn parse_datagram(
-    mut buf: &[u8],
+    buf: &[u8],
     seq: u32,
     reply: u16,
     intr: &mut bool,
     on_reply: &mut dyn FnMut(u8, &[u8]) -> io::Result<()>,
 ) -> io::Result<bool> {
-    while !buf.is_empty() {
-        let len = read_u32(buf, 0).map(|l| l as usize).unwrap_or(0);
-        if len < NLMSG_HDRLEN || len > buf.len() {
-            return Err(invalid(format!(
-                "bad netlink message length {len} with {} bytes left",
-                buf.len()
-            )));
-        }
-        let (msg, rest) = buf.split_at(len);
-        buf = rest.get(((len + 3) & !3) - len..).unwrap_or_default();
-        let kind = read_u16(msg, 4).unwrap_or(0);
-        let flags = read_u16(msg, 6).unwrap_or(0);
-        if read_u32(msg, 8) != Some(seq) {
+    for msg in nlmsg::messages(buf) {
+        let msg = msg.map_err(malformed)?;
+        if msg.seq != seq {
             continue; // late answer to an earlier, abandoned request
         }
-        if flags & NLM_F_DUMP_INTR != 0 {
+        if msg.flags & NLM_F_DUMP_INTR != 0 {
             *intr = true;
         }
-        let payload = &msg[NLMSG_HDRLEN..];
-        let errno = || read_u32(payload, 0).map(|v| v as i32);
-        match kind {
+        match msg.kind {
             NLMSG_NOOP => {}
             NLMSG_ERROR => {
-                return match errno() {
+                return match msg.code() {
                     Some(0) => Ok(true),
                     Some(e) => Err(io::Error::from_raw_os_error(e.saturating_neg())),
                     None => Err(invalid("truncated NLMSG_ERROR")),
                 };
             }
             NLMSG_DONE => {
-                return match errno() {
+                return match msg.code() {
                     Some(e) if e < 0 => Err(io::Error::from_raw_os_error(e.saturating_neg())),
                     _ => Ok(true),
                 };
             }
             NLMSG_OVERRUN => return Err(invalid("netlink overrun")),
             k if k == (NFNL_SUBSYS_NFTABLES << 8) | reply => {
-                if payload.len() < NFGENMSG_LEN {
+                let (Some(&family), Some(attrs)) =
+                    (msg.payload.first(), msg.payload.get(NFGENMSG_LEN..))
+                else {
                     return Err(invalid("message shorter than nfgenmsg"));
-                }
-                on_reply(payload[0], &payload[NFGENMSG_LEN..])?;
+                };
+                on_reply(family, attrs)?;
             }
             _ => {}
         }
@@ -888,7 +851,7 @@ impl NftConn {
         on_reply: &mut dyn FnMut(u8, &[u8]) -> io::Result<()>,
     ) -> io::Result<bool> {
         self.seq = self.seq.wrapping_add(1);
-        let req = nft_request(msg, flags, self.seq);
+        let req = nft_request(msg, flags, self.seq)?;
         self.sock.send_to(&req, &SocketAddr::new(0, 0), 0)?;
         let mut intr = false;
         loop {
@@ -1003,6 +966,7 @@ fn nft_snapshot(conn: &mut NftConn, deadline: Instant) -> io::Result<Option<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::nlmsg::NLMSG_HDRLEN;
 
     // ---- nft ------------------------------------------------------------
 
@@ -1066,7 +1030,7 @@ mod tests {
 
     #[test]
     fn request_encoding() {
-        let r = nft_request(NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP, 7);
+        let r = nft_request(NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP, 7).unwrap();
         assert_eq!(read_u32(&r, 0), Some(20));
         assert_eq!(read_u16(&r, 4), Some(0x0a04));
         assert_eq!(read_u16(&r, 6), Some(0x301));
