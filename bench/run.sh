@@ -6,7 +6,7 @@
 #   -n  measured runs per case (default 200), interleaved round-robin across cases
 #   -w  warm-up rounds discarded before measuring (default 10)
 #   -p  other Calico-wired veths (+ /32 routes) on the crowded host (default 1000)
-#   -b  benchmark this calico-preflight binary instead of target/release/calico-preflight
+#   -b  benchmark this calico-preflight binary instead of the static build of deploy/build-static.sh
 #       (e.g. a build with a candidate patch); the workspace is still built for fake-calico
 #   -R  run the timing loop at normal priority (default: SCHED_FIFO 50 via chrt, which keeps
 #       other load on a shared machine from preempting the measured processes; the ratios are
@@ -74,10 +74,11 @@ need_pkg /usr/sbin/ip iproute2
 need_pkg /usr/bin/nsenter util-linux
 TUNING=/usr/lib/cni/tuning
 
-log "cargo build --release --workspace"
+log "cargo build --release --workspace; deploy/build-static.sh (the binary shipped to nodes)"
 (cd "$REPO" && cargo build --release --workspace --quiet)
-# Snapshots: others may rebuild target/release while this runs.
-cp "${ALT:-$REPO/target/release/calico-preflight}" "$WORK/calico-preflight"
+SHIPPED=$(bash "$REPO/deploy/build-static.sh")
+# Snapshots: others may rebuild target/ while this runs.
+cp "${ALT:-$SHIPPED}" "$WORK/calico-preflight"
 cp "$REPO/target/release/fake-calico" "$WORK/fake-calico"
 PLUGIN=$WORK/calico-preflight
 FAKE=$WORK/fake-calico
@@ -228,7 +229,7 @@ echo "machine: $(nproc) cores, kernel $(uname -r), $(grep -m1 'model name' /proc
 if [[ -n $ALT ]]; then
     echo "plugin:  $ALT (-b)"
 else
-    echo "plugin:  target/release/calico-preflight ($(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?'), tree $(cd "$REPO" && git status --porcelain 2>/dev/null | grep -qv '^?? bench/' && echo dirty || echo clean))"
+    echo "plugin:  deploy/build-static.sh output, static ($(stat -c %s "$SHIPPED") bytes; $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?'), tree $(cd "$REPO" && git status --porcelain 2>/dev/null | grep -qv '^?? bench/' && echo dirty || echo clean))"
 fi
 echo "timing:  $([[ $RT == 1 ]] && echo 'runner and children under SCHED_FIFO 50 (chrt)' || echo 'normal priority')"
 echo "crowded host: $OTHERS other Calico veths + /32 routes"

@@ -58,3 +58,38 @@ fn a_stalled_pod_namespace_gives_code_11_naming_the_query() {
     );
     assert_eq!(ok.status, 0, "{ok:?}");
 }
+
+/// A panic anywhere becomes a CNI error (code 999) on stdout and exit status 1, never a bare
+/// crash the runtime cannot explain.
+#[test]
+fn a_panic_becomes_a_cni_error() {
+    let host = Netns::new("pa-h");
+    let env = CniEnv::new("ADD", "/proc/self/ns/net", "eth0");
+    let mut vars = env.vars();
+    vars.push(("CALICO_PREFLIGHT_TEST_PANIC", "1".to_string()));
+    let conf =
+        json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico-preflight"});
+    let run = run_plugin(
+        Some(&host),
+        &bin("calico-preflight"),
+        &vars,
+        conf.to_string().as_bytes(),
+    );
+    assert_eq!(run.status, 1, "{run:?}");
+    let e = run.json();
+    assert_eq!(e["code"], 999, "{e}");
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("internal error"),
+        "{e}"
+    );
+    assert!(
+        e["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("test panic requested"),
+        "{e}"
+    );
+}

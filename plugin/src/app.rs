@@ -44,6 +44,11 @@ struct Call<'a> {
 
 pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output {
     let started = Instant::now();
+    // Test hook, debug builds only: proves a panic still leaves the runtime a CNI error.
+    #[cfg(debug_assertions)]
+    if get_env("CALICO_PREFLIGHT_TEST_PANIC").is_some() {
+        panic!("test panic requested by CALICO_PREFLIGHT_TEST_PANIC");
+    }
     let env = match Env::parse(get_env) {
         Ok(e) => e,
         Err(e) => return Output::err(&e, version::LATEST),
