@@ -229,6 +229,24 @@ pub fn run_chain(host: &Netns, conflist: &Value, env: &CniEnv) -> PluginRun {
     last.expect("empty conflist")
 }
 
+/// Wires a pod as Calico does: fake-calico ADD in `host` for the pod of `env`, with `knobs`
+/// merged into its config (`ips`, `shape`, `break`, `cniVersion`...: see fake-calico's header).
+/// Returns its result, the prevResult calico-preflight gets; panics when wiring fails.
+pub fn wire_pod(host: &Netns, env: &CniEnv, knobs: Value) -> Value {
+    let mut conf = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "fake-calico"});
+    for (k, v) in knobs.as_object().into_iter().flatten() {
+        conf[k] = v.clone();
+    }
+    let run = run_plugin(
+        Some(host),
+        &bin("fake-calico"),
+        &env.vars(),
+        conf.to_string().as_bytes(),
+    );
+    assert_eq!(run.status, 0, "fake-calico could not wire the pod: {run:?}");
+    run.json()
+}
+
 /// A conflist [fake-calico, calico-preflight] as a Calico node would have it.
 pub fn calico_conflist(version: &str, calico: Value, preflight: Value) -> Value {
     let mut c = calico;

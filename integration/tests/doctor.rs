@@ -29,15 +29,11 @@ fn node(faults: &[&[&str]]) -> Node {
     for (i, f) in faults.iter().enumerate() {
         let pod = Netns::new("dr-p");
         let env = CniEnv::new("ADD", &pod.path(), "eth0");
-        let conf = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "fake-calico",
-            "ips": [format!("10.244.9.{}/32", i + 1)], "break": f});
-        let run = run_plugin(
-            Some(&host),
-            &bin("fake-calico"),
-            &env.vars(),
-            conf.to_string().as_bytes(),
+        wire_pod(
+            &host,
+            &env,
+            json!({"ips": [format!("10.244.9.{}/32", i + 1)], "break": f}),
         );
-        assert_eq!(run.status, 0, "wiring pod {i}: {run:?}");
         pods.push(pod);
     }
     Node {

@@ -32,16 +32,7 @@ fn calico(ips: &[&str], shape: &str, faults: &[&str]) -> Value {
 fn add(p: &Pod, version: &str, calico_conf: Value, preflight_conf: Value) -> (Value, PluginRun) {
     let mut c = calico_conf;
     c["cniVersion"] = json!(version);
-    c["name"] = json!("k8s-pod-network");
-    c["type"] = json!("fake-calico");
-    let fc = run_plugin(
-        Some(&p.host),
-        &bin("fake-calico"),
-        &p.env.vars(),
-        c.to_string().as_bytes(),
-    );
-    assert_eq!(fc.status, 0, "fake-calico failed: {}", fc.stdout);
-    let prev = fc.json();
+    let prev = wire_pod(&p.host, &p.env, c);
     let run = preflight(p, "ADD", version, &prev, preflight_conf);
     (prev, run)
 }
@@ -236,16 +227,7 @@ fn pod_netns_that_is_gone_or_not_a_netns() {
 fn add_and_check_change_nothing() {
     for faults in [&[][..], &["no-proxy-arp", "no-host-route"][..]] {
         let p = pod("eth0");
-        let mut c = calico(DUAL, "v3.31", faults);
-        c["cniVersion"] = json!("1.0.0");
-        c["type"] = json!("fake-calico");
-        let fc = run_plugin(
-            Some(&p.host),
-            &bin("fake-calico"),
-            &p.env.vars(),
-            c.to_string().as_bytes(),
-        );
-        let prev = fc.json();
+        let prev = wire_pod(&p.host, &p.env, calico(DUAL, "v3.31", faults));
         let before = (settled_snapshot(&p.host), settled_snapshot(&p.pod));
         for cmd in ["ADD", "CHECK", "ADD"] {
             let run = preflight(&p, cmd, "1.0.0", &prev, json!({}));

@@ -41,18 +41,14 @@ fn no_scenario_changes_the_network() {
         host.sysctl("net.ipv4.ip_forward", "1");
         let pod = Netns::new("ro-p");
         let env = CniEnv::new("ADD", &pod.path(), "eth0");
-        let calico = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "fake-calico",
-            "ips": ["10.244.4.5/32", "fd00:44::5/128"], "break": faults});
-        let wired = run_plugin(
-            Some(&host),
-            &bin("fake-calico"),
-            &env.vars(),
-            calico.to_string().as_bytes(),
+        let prev = wire_pod(
+            &host,
+            &env,
+            json!({"ips": ["10.244.4.5/32", "fd00:44::5/128"], "break": faults}),
         );
-        assert_eq!(wired.status, 0, "{faults:?}: {wired:?}");
         let cache = std::env::temp_dir().join(format!("cp-ro-cache-{}", host.name));
         let conf = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico-preflight",
-            "confDir": "/nonexistent/cp-ro", "cacheDir": cache, "prevResult": wired.json()});
+            "confDir": "/nonexistent/cp-ro", "cacheDir": cache, "prevResult": prev});
         let first = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico-preflight",
             "confDir": "/nonexistent/cp-ro", "cacheDir": cache});
 

@@ -11,14 +11,7 @@ fn a_stalled_pod_namespace_gives_code_11_naming_the_query() {
     host.sysctl("net.ipv4.ip_forward", "1");
     let pod = Netns::new("to-p");
     let env = CniEnv::new("ADD", &pod.path(), "eth0");
-    let calico = json!({"cniVersion":"1.0.0","name":"k8s-pod-network","type":"fake-calico","ips":["10.244.3.5/32"]});
-    let prev = run_plugin(
-        Some(&host),
-        &bin("fake-calico"),
-        &env.vars(),
-        calico.to_string().as_bytes(),
-    )
-    .json();
+    let prev = wire_pod(&host, &env, json!({"ips": ["10.244.3.5/32"]}));
     let conf = json!({"cniVersion":"1.0.0","name":"k8s-pod-network","type":"calico-preflight",
         "timeoutMs": 300, "nodeChecks": false, "prevResult": prev});
     let mut vars = env.vars();

@@ -970,16 +970,7 @@ mod tests {
 
     // ---- nft ------------------------------------------------------------
 
-    fn attr(kind: u16, val: &[u8]) -> Vec<u8> {
-        let mut a = Vec::new();
-        a.extend_from_slice(&((4 + val.len()) as u16).to_ne_bytes());
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(val);
-        while a.len() % 4 != 0 {
-            a.push(0);
-        }
-        a
-    }
+    use crate::inspect::nlmsg::test_attr as attr;
 
     fn cstr(s: &str) -> Vec<u8> {
         let mut v = s.as_bytes().to_vec();

@@ -549,16 +549,7 @@ mod tests {
     const NLM_F_MULTI: u16 = libc::NLM_F_MULTI as u16;
     const NLA_F_NESTED: u16 = libc::NLA_F_NESTED as u16;
 
-    fn attr(kind: u16, val: &[u8]) -> Vec<u8> {
-        let mut a = Vec::new();
-        a.extend_from_slice(&((4 + val.len()) as u16).to_ne_bytes());
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(val);
-        while a.len() % 4 != 0 {
-            a.push(0);
-        }
-        a
-    }
+    use crate::inspect::nlmsg::test_attr as attr;
 
     fn nlmsg(kind: u16, flags: u16, seq: u32, fixed: &[u8], attrs: &[Vec<u8>]) -> Vec<u8> {
         let mut payload = fixed.to_vec();

@@ -36,6 +36,17 @@ pub fn c_string(b: &[u8]) -> String {
     String::from_utf8_lossy(b.get(..end).unwrap_or_default()).into_owned()
 }
 
+/// One attribute as the kernel encodes it: for tests that hand-build kernel replies.
+#[cfg(test)]
+pub(crate) fn test_attr(kind: u16, val: &[u8]) -> Vec<u8> {
+    let mut a = Vec::new();
+    a.extend_from_slice(&((NLA_HDRLEN + val.len()) as u16).to_ne_bytes());
+    a.extend_from_slice(&kind.to_ne_bytes());
+    a.extend_from_slice(val);
+    a.resize(align4(a.len()), 0);
+    a
+}
+
 /// Framing that does not add up, with what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed(pub String);
