@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 
 fn main() {
     let host = Netns::new("demo-host");
+    // The host namespace plays a Calico node: nodes forward (host-ip-forward checks it).
+    host.sysctl("net.ipv4.ip_forward", "1");
     for (title, faults, ip) in [
         ("healthy pod", json!([]), "10.244.1.5/32"),
         (
@@ -30,8 +32,9 @@ fn main() {
             std::process::exit(1);
         }
         let prev: Value = wired.json();
+        // confDir: this throw-away node has no CNI config dir of its own (not the machine's).
         let conf = json!({"cniVersion":"1.0.0","name":"k8s-pod-network","type":"calico-preflight",
-                          "prevResult": prev});
+                          "confDir": "/nonexistent/calico-preflight-demo", "prevResult": prev});
         let run = run_plugin(
             Some(&host),
             &bin("calico-preflight"),
