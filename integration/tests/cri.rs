@@ -18,8 +18,13 @@ fn containerd(tag: &str) -> Containerd {
         ],
     )
     .expect("bin dir");
-    let c = Containerd::start(&dir).unwrap_or_else(|e| panic!("containerd: {e}"));
-    // containerd's namespace is the node: a Calico node forwards (host-ip-forward checks it).
+    start(&dir)
+}
+
+/// containerd with its CNI bin dir `bin_dir`, in a namespace of its own that plays the node.
+fn start(bin_dir: &std::path::Path) -> Containerd {
+    let c = Containerd::start(bin_dir).unwrap_or_else(|e| panic!("containerd: {e}"));
+    // A Calico node forwards (host-ip-forward checks it).
     calico_preflight_integration::sh(&[
         "nsenter",
         &format!("--net=/run/netns/{}", c.netns_name()),
@@ -97,14 +102,7 @@ fn preflight_first_explains_a_plugin_missing_from_the_runtime_bin_dir() {
     std::fs::copy(bin("fake-calico"), calico_dir.join("fake-calico")).expect("copy fake-calico");
     let cp = bin("calico-preflight");
     cri::make_bin_dir(&runtime_dir, &[("calico-preflight", cp.as_path())]).expect("bin dir");
-    let c = Containerd::start(&runtime_dir).unwrap_or_else(|e| panic!("containerd: {e}"));
-    calico_preflight_integration::sh(&[
-        "nsenter",
-        &format!("--net=/run/netns/{}", c.netns_name()),
-        "sh",
-        "-c",
-        "echo 1 > /proc/sys/net/ipv4/ip_forward",
-    ]);
+    let c = start(&runtime_dir);
     let conf_dir = c.work_dir().join("net.d");
     let list = json!({
         "cniVersion": "1.0.0",
