@@ -30,16 +30,29 @@ fn network_not_found(cni: &CniFiles) -> Option<Finding> {
         return None;
     }
     let dir = cni.conf_dir.display();
+    // `doctor` looks for Calico's file by plugin type alone, with no network name.
+    let wanted = if cni.network_name.is_empty() {
+        format!("a config file in {dir} listing type {}", cni.our_type)
+    } else {
+        format!(
+            "a config file in {dir} named {:?} listing type {}",
+            cni.network_name, cni.our_type
+        )
+    };
     let (problem, found) = match &cni.conf_dir_error {
         Some(e) => (
             "the CNI conf dir could not be listed".to_string(),
             e.clone(),
         ),
         None => (
-            format!(
-                "no config file there holds network {:?} with a {} plugin",
-                cni.network_name, cni.our_type
-            ),
+            if cni.network_name.is_empty() {
+                format!("no config file there has a {} plugin", cni.our_type)
+            } else {
+                format!(
+                    "no config file there holds network {:?} with a {} plugin",
+                    cni.network_name, cni.our_type
+                )
+            },
             files_summary(cni),
         ),
     };
@@ -48,13 +61,10 @@ fn network_not_found(cni: &CniFiles) -> Option<Finding> {
             CheckId::CniBinDir,
             format!("CNI conf dir {dir}"),
             problem,
-            format!(
-                "a config file in {dir} named {:?} listing type {}, whose binaries can then be checked",
-                cni.network_name, cni.our_type
-            ),
+            format!("{wanted}, whose binaries can then be checked"),
             found,
             "if the runtime reads another dir (containerd: plugins.\"io.containerd.grpc.v1.cri\".cni.conf_dir, \
-             CRI-O: network_dir), set \"confDir\" to it in this plugin's config; if the plugin is run by hand \
+             CRI-O: network_dir), set \"confDir\" to it in this plugin's config (doctor: --conf-dir); if the plugin is run by hand \
              or from a conflist elsewhere, set \"checks\": {\"cni-bin-dir\": \"off\"}",
         )
         .at(Severity::Warn),
