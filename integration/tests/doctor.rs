@@ -55,7 +55,9 @@ fn doctor(n: &Node, extra: &[&str]) -> PluginRun {
         n.conf_dir.join("bin").display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let out = std::process::Command::new("nsenter")
+    // A hung scan fails the test (exit 124) instead of hanging the suite.
+    let out = std::process::Command::new("timeout")
+        .args(["30", "nsenter"])
         .arg(format!("--net={}", n.host.path()))
         .arg(bin("calico-preflight"))
         .args(&args)
@@ -154,5 +156,34 @@ fn a_healthy_node_exits_0_and_warnings_exit_1() {
     assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("2 healthy"), "{}", run.stdout);
     let w = node(&[&["no-host-mac"]]);
-    assert_eq!(doctor(&w, &[]).status, 1);
+    let warned = doctor(&w, &[]);
+    assert_eq!(warned.status, 1, "{}\n{}", warned.stdout, warned.stderr);
+}
+
+/// Whatever else sits in a netns directory (a namespace being deleted is a plain file for a
+/// moment; a stray FIFO) is skipped, not a reason to fail or hang the scan.
+#[test]
+fn junk_in_the_netns_dir_does_not_stop_the_scan() {
+    let n = node(&[&["no-host-route"]]);
+    let junk = std::env::temp_dir().join(format!("cp-doctor-junk-{}", n.host.name));
+    std::fs::create_dir_all(&junk).expect("junk dir");
+    std::fs::write(junk.join("plain-file"), b"").expect("file");
+    sh(&["mkfifo", &junk.join("fifo").display().to_string()]);
+    let run = doctor(
+        &n,
+        &[
+            "--netns-dir",
+            &junk.display().to_string(),
+            "--netns-dir",
+            "/run/netns",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&junk);
+    assert_eq!(run.status, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("[ERROR host-route] pod {} (", n.pods[0].name)),
+        "{}",
+        run.stdout
+    );
 }

@@ -5,7 +5,7 @@ use super::netlink::Netlink;
 use super::{InspectError, Link};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// A network namespace that may hold pods, and how a person would name it.
@@ -79,12 +79,29 @@ pub fn by_nsid(
 ) -> Result<HashMap<i32, NetnsRef>, InspectError> {
     let mut map = HashMap::new();
     for c in candidates {
-        // O_NONBLOCK-free open is fine: these are nsfs files or /proc links, never FIFOs.
-        let Ok(f) = std::fs::File::open(Path::new(&c.path)) else {
+        // O_NONBLOCK: a FIFO left in a netns directory must not hang the scan.
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(Path::new(&c.path))
+        else {
             continue;
         };
-        if let Some(id) = nl.nsid_of_fd(f.as_raw_fd())? {
-            map.entry(id).or_insert(c);
+        match nl.nsid_of_fd(f.as_raw_fd()) {
+            Ok(Some(id)) => {
+                map.entry(id).or_insert(c);
+            }
+            Ok(None) => {}
+            // Not a namespace (any more): `ip netns del` unmounts before it unlinks, and a
+            // process may exit between the listing and the open. Not a reason to stop the scan.
+            Err(InspectError::Kernel { errno, .. }) => {
+                log::debug!(
+                    "{}: no namespace id ({})",
+                    c.path,
+                    std::io::Error::from_raw_os_error(errno)
+                );
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(map)
