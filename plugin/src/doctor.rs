@@ -191,7 +191,7 @@ fn pod_report(
             let ips: Vec<IpNetwork> = view
                 .addrs
                 .iter()
-                .filter(|a| !is_link_local(a.ip) && !a.ip.is_loopback())
+                .filter(|a| !inspect::is_link_local(a.ip) && !a.ip.is_loopback())
                 .filter_map(|a| IpNetwork::new(a.ip, a.prefix_len).ok())
                 .collect();
             (view.link.as_ref().map(|l| l.name.clone()), ips)
@@ -216,20 +216,13 @@ fn pod_report(
     Ok(report)
 }
 
-fn is_link_local(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(a) => a.is_link_local(),
-        std::net::IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
-    }
-}
-
 fn node_findings(o: &Options, want_v6: bool) -> Result<Vec<Finding>, InspectError> {
     // The network whose binaries matter is the one holding the main plugin (Calico's).
-    let network_name = main_network_name(&o.conf_dir, &o.main_plugin).unwrap_or_default();
     let q = node::NodeQuery {
         files: CniFilesQuery {
             conf_dir: o.conf_dir.clone(),
-            network_name,
+            // Calico's conflist, whatever its network is called.
+            network_name: String::new(),
             our_type: o.main_plugin.clone(),
             cni_path: o.cni_path.clone(),
             search_dirs: o.search_bin_dirs.clone(),
@@ -239,19 +232,6 @@ fn node_findings(o: &Options, want_v6: bool) -> Result<Vec<Finding>, InspectErro
     };
     let facts = node::gather(&q, Deadline::after(o.timeout))?;
     Ok(run_node_checks(&facts, |_| None))
-}
-
-/// The `name` of the first config file (lexical order) that has a plugin of type `plugin`.
-fn main_network_name(conf_dir: &std::path::Path, plugin: &str) -> Option<String> {
-    let files = inspect::cni_files::gather(&CniFilesQuery {
-        conf_dir: conf_dir.to_path_buf(),
-        ..CniFilesQuery::default()
-    });
-    files
-        .files
-        .iter()
-        .find(|f| f.types.iter().any(|t| t == plugin))
-        .and_then(|f| f.name.clone())
 }
 
 fn summarize(node: Vec<Finding>, pods: Vec<PodReport>) -> Report {

@@ -352,22 +352,13 @@ pub(crate) fn pod_routes_text(f: &PodFacts, v6: bool) -> String {
         .routes
         .iter()
         .filter(|r| r.v6 == v6)
-        .filter(|r| !(v6 && r.dst.is_some_and(|d| d.ip().is_unicast_link_local_v6())))
+        .filter(|r| !(v6 && r.dst.is_some_and(|d| crate::inspect::is_link_local(d.ip()))))
         .map(|r| describe_route(r, |i| link.filter(|l| l.index == i).map(|l| l.name.clone())))
         .collect();
     if rendered.is_empty() {
         format!("no IPv{} routes", if v6 { 6 } else { 4 })
     } else {
         format!("routes: {}", rendered.join(", "))
-    }
-}
-
-trait LinkLocalV6 {
-    fn is_unicast_link_local_v6(&self) -> bool;
-}
-impl LinkLocalV6 for std::net::IpAddr {
-    fn is_unicast_link_local_v6(&self) -> bool {
-        matches!(self, std::net::IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
     }
 }
 

@@ -21,7 +21,8 @@ const EXTENSIONS: &[&str] = &["conf", "conflist", "json"];
 #[derive(Debug, Clone, Default)]
 pub struct CniFilesQuery {
     pub conf_dir: PathBuf,
-    /// The network name the runtime passed (`name` in our stdin config).
+    /// The network name the runtime passed (`name` in our stdin config); empty: the first file
+    /// holding `our_type`, whatever its network (`doctor`, which has no runtime to ask).
     pub network_name: String,
     /// Our own plugin `type` (as in our stdin config), to recognise our conflist.
     pub our_type: String,
@@ -156,7 +157,7 @@ pub fn gather(q: &CniFilesQuery) -> CniFiles {
     }
     out.ours = out.files.iter().position(|f| {
         f.error.is_none()
-            && f.name.as_deref() == Some(q.network_name.as_str())
+            && (q.network_name.is_empty() || f.name.as_deref() == Some(q.network_name.as_str()))
             && f.types.contains(&q.our_type)
     });
     if let Some(i) = out.ours {
@@ -596,6 +597,26 @@ pub(crate) mod tests {
         let c = gather(&q);
         assert_eq!(c.ours, None);
         assert!(c.binaries.is_empty());
+    }
+
+    #[test]
+    fn an_empty_network_name_takes_the_first_file_with_our_type() {
+        let t = TempDir::new("cf-anyname");
+        let mut q = query(&t);
+        write(
+            &q.conf_dir.join("10-calico.conflist"),
+            &calico_conflist().replace("k8s-pod-network", "renamed"),
+            0o644,
+        );
+        assert_eq!(
+            gather(&q).ours,
+            None,
+            "the name must match when one is given"
+        );
+        q.network_name.clear();
+        let c = gather(&q);
+        assert_eq!(c.ours, Some(0));
+        assert!(!c.binaries.is_empty());
     }
 
     #[test]

@@ -94,6 +94,14 @@ impl Link {
     }
 }
 
+/// fe80::/10: the addresses a veth gets by itself, which are never a pod's.
+pub fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
 pub fn format_mac(m: &[u8]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -304,7 +312,7 @@ pub fn gather_host_with(
                 .addresses(Some(veth.index))?
                 .into_iter()
                 .filter_map(|a| match a.ip {
-                    IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some(v6),
+                    IpAddr::V6(v6) if is_link_local(a.ip) => Some(v6),
                     _ => None,
                 })
                 .collect();
@@ -313,12 +321,14 @@ pub fn gather_host_with(
     }
     for ip in &target.pod_ips {
         let route = nl.route_fibmatch(ip.ip())?;
-        let oif_name = match (&route, &veth) {
-            (Some(r), v) if r.oif.is_some() && r.oif != v.as_ref().map(|v| v.index) => {
-                let idx = r.oif.unwrap_or_default();
-                nl.link_by_index(idx)?.map(|l| l.name)
-            }
-            _ => None,
+        // Only another interface needs naming (ip-conflict, host-route's "found").
+        let other_oif = route
+            .as_ref()
+            .and_then(|r| r.oif)
+            .filter(|oif| Some(*oif) != veth.as_ref().map(|v| v.index));
+        let oif_name = match other_oif {
+            Some(oif) => nl.link_by_index(oif)?.map(|l| l.name),
+            None => None,
         };
         view.routes_to_pod.push(RouteLookup {
             ip: ip.ip(),

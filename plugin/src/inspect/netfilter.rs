@@ -119,27 +119,8 @@ fn remaining(deadline: Instant, what: impl Display) -> io::Result<Duration> {
 }
 
 fn set_rcvtimeo(fd: RawFd, d: Duration) -> io::Result<()> {
-    // A zero timeval means "block forever", so never round down to zero.
-    let d = d.max(Duration::from_micros(1));
-    let tv = libc::timeval {
-        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_usec: libc::suseconds_t::from(d.subsec_micros() as i32),
-    };
-    // SAFETY: fd is a live socket owned by the caller; tv is a valid timeval
-    // whose exact size we pass.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(ctx(io::Error::last_os_error(), "setsockopt(SO_RCVTIMEO)"));
-    }
-    Ok(())
+    nlmsg::set_socket_timeout(fd, libc::SO_RCVTIMEO, d)
+        .map_err(|e| ctx(e, "setsockopt(SO_RCVTIMEO)"))
 }
 
 // ---------------------------------------------------------------------------

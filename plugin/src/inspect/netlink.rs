@@ -116,23 +116,7 @@ impl Netlink {
         // Sends to the kernel are handled synchronously and do not wait in practice; bound them
         // anyway, once, by the whole call's deadline.
         if let Some(left) = deadline.remaining() {
-            let tv = libc::timeval {
-                tv_sec: left.as_secs() as libc::time_t,
-                tv_usec: (left.subsec_micros() as libc::suseconds_t).max(1),
-            };
-            // SAFETY: setsockopt with a valid fd and a timeval of the right size.
-            let rc = unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_SNDTIMEO,
-                    &tv as *const libc::timeval as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                return Err(io_err(io::Error::last_os_error()));
-            }
+            nlmsg::set_socket_timeout(sock.as_raw_fd(), libc::SO_SNDTIMEO, left).map_err(io_err)?;
         }
         Ok(Netlink {
             sock,

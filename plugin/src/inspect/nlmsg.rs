@@ -36,6 +36,34 @@ pub fn c_string(b: &[u8]) -> String {
     String::from_utf8_lossy(b.get(..end).unwrap_or_default()).into_owned()
 }
 
+/// Sets SO_RCVTIMEO or SO_SNDTIMEO on `fd` to `d`, never to zero (which means "block forever").
+pub fn set_socket_timeout(
+    fd: std::os::fd::RawFd,
+    opt: libc::c_int,
+    d: std::time::Duration,
+) -> std::io::Result<()> {
+    let d = d.max(std::time::Duration::from_micros(1));
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: libc::suseconds_t::from(d.subsec_micros() as i32),
+    };
+    // SAFETY: fd is a live socket owned by the caller; tv is a valid timeval whose exact size
+    // we pass.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// One attribute as the kernel encodes it: for tests that hand-build kernel replies.
 #[cfg(test)]
 pub(crate) fn test_attr(kind: u16, val: &[u8]) -> Vec<u8> {
