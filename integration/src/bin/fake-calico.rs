@@ -250,33 +250,38 @@ fn add(conf: &Value, version: &str) {
         ],
     );
 
-    // Host side: sysctls, up, routes.
+    // Host side: sysctls, up, routes. A fault leaves its setting at 0.
+    let unless = |fault: &str| if broken(fault) { "0" } else { "1" };
+    let mut host_sysctls = Vec::new();
     if has4 {
-        sysctl(None, &format!("net.ipv4.conf.{veth}.route_localnet"), "1");
-        sysctl(None, &format!("net.ipv4.neigh.{veth}.proxy_delay"), "0");
-        sysctl(
-            None,
-            &format!("net.ipv4.conf.{veth}.proxy_arp"),
-            if broken("no-proxy-arp") { "0" } else { "1" },
-        );
-        sysctl(
-            None,
-            &format!("net.ipv4.conf.{veth}.forwarding"),
-            if broken("no-forwarding") { "0" } else { "1" },
-        );
+        host_sysctls.extend([
+            (format!("net.ipv4.conf.{veth}.route_localnet"), "1"),
+            (format!("net.ipv4.neigh.{veth}.proxy_delay"), "0"),
+            (
+                format!("net.ipv4.conf.{veth}.proxy_arp"),
+                unless("no-proxy-arp"),
+            ),
+            (
+                format!("net.ipv4.conf.{veth}.forwarding"),
+                unless("no-forwarding"),
+            ),
+        ]);
     }
     if has6 {
-        sysctl(None, &format!("net.ipv6.conf.{veth}.disable_ipv6"), "0");
-        sysctl(
-            None,
-            &format!("net.ipv6.conf.{veth}.proxy_ndp"),
-            if broken("no-proxy-arp") { "0" } else { "1" },
-        );
-        sysctl(
-            None,
-            &format!("net.ipv6.conf.{veth}.forwarding"),
-            if broken("no-forwarding") { "0" } else { "1" },
-        );
+        host_sysctls.extend([
+            (format!("net.ipv6.conf.{veth}.disable_ipv6"), "0"),
+            (
+                format!("net.ipv6.conf.{veth}.proxy_ndp"),
+                unless("no-proxy-arp"),
+            ),
+            (
+                format!("net.ipv6.conf.{veth}.forwarding"),
+                unless("no-forwarding"),
+            ),
+        ]);
+    }
+    for (key, value) in &host_sysctls {
+        sysctl(None, key, value);
     }
     ip(None, &["link", "set", &veth, "up"]);
     for a in &ips {
