@@ -122,7 +122,8 @@ fn pod_call(call: &Call) -> Result<Option<serde_json::Value>, CniError> {
                 "calico-preflight: CHECK is not defined for cniVersion {}",
                 conf.cni_version
             ),
-            "CHECK exists from cniVersion 0.4.0 on",
+            "CHECK exists from cniVersion 0.4.0 on: raise the conflist's cniVersion, or do not \
+             call CHECK for this network",
         ));
     }
     let Some(prev_json) = &conf.prev_result else {

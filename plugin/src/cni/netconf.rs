@@ -64,14 +64,20 @@ impl NetConf {
             CniError::new(
                 ErrorCode::DecodeFailure,
                 "calico-preflight: the network configuration on stdin is not valid JSON",
-                e.to_string(),
+                format!(
+                    "expected a JSON object, found a syntax error ({e}); the runtime sends this \
+                     plugin's entry of the conflist: check that file in the CNI conf dir"
+                ),
             )
         })?;
         let Value::Object(raw) = value else {
             return Err(CniError::new(
                 ErrorCode::DecodeFailure,
                 "calico-preflight: the network configuration on stdin is not a JSON object",
-                format!("found {}", kind_of(&value)),
+                format!(
+                    "expected a JSON object, found {}; check this plugin's entry in the conflist",
+                    kind_of(&value)
+                ),
             ));
         };
         let cni_version = match raw.get("cniVersion") {
