@@ -6,14 +6,15 @@
 //! - [`cni`]: the CNI protocol, with no Calico knowledge;
 //! - [`inspect`]: read-only kernel inspection (netlink, /proc/sys), the only code that touches the network;
 //! - [`checks`]: one small pure unit per check, over what `inspect` gathered;
-//! - [`app`]: verb dispatch tying them together; `main` only calls it.
+//! - [`app`]: verb dispatch tying them together; `main` only calls it;
+//! - [`engine`]: install/uninstall/watch and the doctor scan; [`cli`] parses and renders for them.
 
 pub mod app;
 pub mod checks;
 pub mod cli;
 pub mod cni;
 pub mod config;
-pub mod doctor;
+pub mod engine;
 pub mod inspect;
 pub mod logging;
 pub mod node_cache;

@@ -23,9 +23,9 @@ pub mod pod_netns;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-use crate::inspect::cni_files::CniFiles;
-use crate::inspect::netfilter::NetfilterState;
-use crate::inspect::{HostView, NetnsProblem, PodView, SysctlRead, Target};
+// Fact types live with the code that gathers them; re-exported for the checks.
+pub use crate::inspect::node::{IptablesCommand, NodeFacts};
+use crate::inspect::{HostView, NetnsProblem, PodView, Target};
 use serde::{Deserialize, Serialize};
 
 /// Calico's pod gateway: a link-local address the host answers for by proxy ARP.
@@ -255,37 +255,6 @@ fn apply(
         Some(sev) => f.at(sev),
         None => f,
     }));
-}
-
-/// Everything the node checks look at.
-#[derive(Debug, Clone, Default)]
-pub struct NodeFacts {
-    /// The conf dir and the binaries our conflist needs; `None` when not gathered.
-    pub cni: Option<CniFiles>,
-    /// Chains of both iptables backends in the host namespace, or why they could not be read.
-    pub netfilter: Option<Result<NetfilterState, String>>,
-    /// What the host's `iptables` command is (legacy or nft), if it could be told.
-    pub iptables_command: Option<IptablesCommand>,
-    /// net.ipv4.ip_forward, net.ipv6.conf.all.forwarding, net.ipv4.conf.all.rp_filter.
-    pub sysctls: Vec<SysctlRead>,
-    /// Whether IPv6 forwarding matters (the pod has IPv6 addresses).
-    pub want_v6: bool,
-}
-
-impl NodeFacts {
-    pub fn sysctl(&self, key: &str) -> Option<&Result<String, String>> {
-        self.sysctls.iter().find(|s| s.key == key).map(|s| &s.value)
-    }
-}
-
-/// The host's `iptables` command and the backend it drives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IptablesCommand {
-    /// The path asked about, e.g. /usr/sbin/iptables.
-    pub path: String,
-    /// What it resolves to, e.g. /usr/sbin/xtables-nft-multi.
-    pub resolved: String,
-    pub backend: crate::inspect::netfilter::Backend,
 }
 
 type NodeCheck = Check<NodeFacts>;

@@ -1,7 +1,7 @@
 //! `calico-preflight doctor`: the node and every Calico pod on it, as a report.
 
 use crate::checks::{Finding, Severity};
-use crate::doctor::{self, Options, Report};
+use crate::engine::doctor::{self, Options, Report};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ pub fn main(args: &[String]) -> i32 {
             }
         }
     } else {
-        print!("{}", render(&report, &opts.prefix));
+        print!("{}", render(&report, &opts.prefixes.join(",")));
     }
     report.exit_code
 }
@@ -74,7 +74,14 @@ fn parse(args: &[String]) -> Result<Option<(Options, bool)>, String> {
             "-h" | "--help" => return Ok(None),
             "--json" => json = true,
             "--no-proc-scan" => o.scan_procs = false,
-            "--prefix" => o.prefix = value(a)?,
+            "--prefix" => {
+                o.prefixes = value(a)?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
             "--netns-dir" => netns_dirs.push(PathBuf::from(value(a)?)),
             "--conf-dir" => o.conf_dir = PathBuf::from(value(a)?),
             "--cni-bin-dir" => bin_dirs.push(PathBuf::from(value(a)?)),

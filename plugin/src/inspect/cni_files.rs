@@ -75,6 +75,11 @@ pub struct ConfFile {
     pub ipam: Vec<(String, String)>,
     /// Why the file could not be read or parsed (libcni skips such files).
     pub error: Option<String>,
+    /// The file's `cniVersion`, when it has one.
+    pub cni_version: Option<String>,
+    /// Each plugin entry as written (for a `.conf`, the whole object): what the checks read
+    /// Calico's own settings from (ipam, routes, device type, ...).
+    pub plugins: Vec<serde_json::Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,10 +225,12 @@ fn read_conf_file(path: PathBuf) -> ConfFile {
         }
     });
     match parsed {
-        Ok((name, types, ipam)) => {
-            f.name = Some(name);
-            f.types = types;
-            f.ipam = ipam;
+        Ok(p) => {
+            f.name = Some(p.name);
+            f.types = p.types;
+            f.ipam = p.ipam;
+            f.cni_version = p.cni_version;
+            f.plugins = p.plugins;
         }
         Err(e) => f.error = Some(e),
     }
@@ -255,7 +262,14 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-type Parsed = (String, Vec<String>, Vec<(String, String)>);
+#[derive(Debug)]
+struct Parsed {
+    name: String,
+    types: Vec<String>,
+    ipam: Vec<(String, String)>,
+    cni_version: Option<String>,
+    plugins: Vec<serde_json::Map<String, Value>>,
+}
 
 fn parse_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(bytes) {
@@ -317,7 +331,16 @@ fn parse_conflist(bytes: &[u8]) -> Result<Parsed, String> {
         }
         types.push(ty);
     }
-    Ok((name, types, ipam))
+    Ok(Parsed {
+        name,
+        types,
+        ipam,
+        cni_version: opt_str(&m, "cniVersion")?.map(str::to_string),
+        plugins: plugins
+            .iter()
+            .filter_map(|p| p.as_object().cloned())
+            .collect(),
+    })
 }
 
 /// A `.conf`/`.json`: a single plugin. Runtimes (containerd's go-cni, CRI-O's ocicni, kubelet)
@@ -335,7 +358,13 @@ fn parse_conf(bytes: &[u8]) -> Result<Parsed, String> {
         });
     }
     let ipam = ip.map(|i| vec![(ty.clone(), i)]).unwrap_or_default();
-    Ok((name, vec![ty], ipam))
+    Ok(Parsed {
+        name,
+        types: vec![ty],
+        ipam,
+        cni_version: opt_str(&m, "cniVersion")?.map(str::to_string),
+        plugins: vec![m],
+    })
 }
 
 /// Every binary a config file needs, in chain order (each plugin, then its ipam), once each.

@@ -131,11 +131,35 @@ pub struct Route {
     pub unicast: bool,
     pub table: u32,
     pub metric: u32,
+    /// The next hops of a multipath route (RTA_MULTIPATH), or of the nexthop object the route
+    /// names (RTA_NH_ID, resolved); empty when `gateway`/`oif` above are the only path.
+    pub nexthops: Vec<NextHop>,
+    /// RTA_NH_ID: the route uses a nexthop object (`ip nexthop`).
+    pub nh_id: Option<u32>,
+}
+
+/// One path of a route.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NextHop {
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
 }
 
 impl Route {
     pub fn is_default(&self) -> bool {
         self.dst_len == 0
+    }
+    /// Every path of the route: its next hops when it has several (or a nexthop object),
+    /// else its own gateway and oif.
+    pub fn paths(&self) -> Vec<NextHop> {
+        if self.nexthops.is_empty() {
+            vec![NextHop {
+                gateway: self.gateway,
+                oif: self.oif,
+            }]
+        } else {
+            self.nexthops.clone()
+        }
     }
 }
 

@@ -782,6 +782,7 @@ mod tests {
                 unicast: true,
                 table: 254,
                 metric: 0,
+                ..Route::default()
             }
         );
         assert!(got[1].is_default() && got[1].v6 && got[1].dst.is_none());

@@ -2,16 +2,48 @@
 //! iptables command, forwarding and rp_filter sysctls. Read-only, in the calling thread's
 //! namespace (the host's).
 
+use super::cni_files::CniFiles;
 use super::cni_files::{self, CniFilesQuery};
+use super::netfilter::NetfilterState;
 use super::netfilter::{self, Backend};
-use super::{sysctl, Deadline, InspectError};
-use crate::checks::{IptablesCommand, NodeFacts};
+use super::{sysctl, Deadline, InspectError, SysctlRead};
 use std::path::Path;
 
 pub struct NodeQuery {
     pub files: CniFilesQuery,
     pub iptables_command: std::path::PathBuf,
     pub want_v6: bool,
+}
+
+/// Everything the node checks look at.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFacts {
+    /// The conf dir and the binaries our conflist needs; `None` when not gathered.
+    pub cni: Option<CniFiles>,
+    /// Chains of both iptables backends in the host namespace, or why they could not be read.
+    pub netfilter: Option<Result<NetfilterState, String>>,
+    /// What the host's `iptables` command is (legacy or nft), if it could be told.
+    pub iptables_command: Option<IptablesCommand>,
+    /// net.ipv4.ip_forward, net.ipv6.conf.all.forwarding, net.ipv4.conf.all.rp_filter.
+    pub sysctls: Vec<SysctlRead>,
+    /// Whether IPv6 forwarding matters (the pod has IPv6 addresses).
+    pub want_v6: bool,
+}
+
+impl NodeFacts {
+    pub fn sysctl(&self, key: &str) -> Option<&Result<String, String>> {
+        self.sysctls.iter().find(|s| s.key == key).map(|s| &s.value)
+    }
+}
+
+/// The host's `iptables` command and the backend it drives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IptablesCommand {
+    /// The path asked about, e.g. /usr/sbin/iptables.
+    pub path: String,
+    /// What it resolves to, e.g. /usr/sbin/xtables-nft-multi.
+    pub resolved: String,
+    pub backend: Backend,
 }
 
 pub fn gather(q: &NodeQuery, deadline: Deadline) -> Result<NodeFacts, InspectError> {

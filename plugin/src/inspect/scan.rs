@@ -17,12 +17,12 @@ pub struct NetnsRef {
     pub label: String,
 }
 
-/// Host veths whose name starts with `prefix` (Calico: "cali").
-pub fn host_veths(nl: &mut Netlink, prefix: &str) -> Result<Vec<Link>, InspectError> {
+/// Host interfaces whose name starts with one of `prefixes` (Calico: "cali").
+pub fn host_veths(nl: &mut Netlink, prefixes: &[String]) -> Result<Vec<Link>, InspectError> {
     let mut v: Vec<Link> = nl
         .links()?
         .into_iter()
-        .filter(|l| l.name.starts_with(prefix))
+        .filter(|l| prefixes.iter().any(|p| l.name.starts_with(p.as_str())))
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(v)

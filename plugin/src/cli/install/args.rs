@@ -1,8 +1,9 @@
 //! Flags of `install` and `uninstall`, parsed by hand (a dozen flags do not need a parser
 //! crate in a binary exec'd per pod start).
 
-use super::conflist::{parse_entry, Position};
 use crate::config::Config;
+use crate::engine::install::conflist::{parse_entry, Position};
+use crate::engine::install::{Common, InstallOpts, UninstallOpts, DEFAULT_INTERVAL};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,38 +60,7 @@ rest of each file is kept as it is (a .conf that install turned into a .conflist
 Exit status: 0 on success, 1 on error.
 ";
 
-/// The value of `--containerd-config` / `--crio-config` that turns the lookup off.
-pub const NO_CONFIG: &str = "none";
-
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_INTERVAL_SECS: f64 = 86_400.0;
-
-/// Flags both subcommands share.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Common {
-    pub bin_dirs: Vec<PathBuf>,
-    pub conf_dir: Option<PathBuf>,
-    pub containerd_config: Option<PathBuf>,
-    pub crio_config: Option<PathBuf>,
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstallOpts {
-    pub common: Common,
-    pub position: Position,
-    pub entry: Option<Map<String, Value>>,
-    pub watch: bool,
-    pub interval: Duration,
-    /// Hidden, for tests: stop `--watch` after this many checks after the install.
-    pub watch_iterations: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UninstallOpts {
-    pub common: Common,
-    pub remove_binary: bool,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed<T> {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Host veth name prefix (Calico: "cali").
-    pub prefix: String,
+    /// Host interface name prefixes (Calico: "cali"; FELIX_INTERFACEPREFIX may list several).
+    pub prefixes: Vec<String>,
     pub netns_dirs: Vec<PathBuf>,
     /// Also find pod namespaces through /proc/<pid>/ns/net.
     pub scan_procs: bool,
@@ -27,12 +27,16 @@ pub struct Options {
     pub iptables_command: PathBuf,
     /// The `type` of the plugin whose conflist is checked for binaries (Calico's).
     pub main_plugin: String,
+    /// containerd's config file (`None`: do not read it).
+    pub containerd_config: Option<PathBuf>,
+    /// CRI-O's config file or drop-in dir (`None`: do not read it).
+    pub crio_config: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            prefix: "cali".into(),
+            prefixes: vec!["cali".into()],
             netns_dirs: vec![PathBuf::from("/run/netns"), PathBuf::from("/var/run/netns")],
             scan_procs: true,
             timeout: Duration::from_secs(2),
@@ -41,6 +45,8 @@ impl Default for Options {
             search_bin_dirs: vec![],
             iptables_command: PathBuf::from("/usr/sbin/iptables"),
             main_plugin: "calico".into(),
+            containerd_config: Some(PathBuf::from("/etc/containerd/config.toml")),
+            crio_config: Some(PathBuf::from("/etc/crio/crio.conf")),
         }
     }
 }
@@ -96,7 +102,7 @@ pub struct Report {
 
 pub fn run(o: &Options) -> Result<Report, InspectError> {
     let mut nl = Netlink::open(Deadline::after(o.timeout))?;
-    let veths = scan::host_veths(&mut nl, &o.prefix)?;
+    let veths = scan::host_veths(&mut nl, &o.prefixes)?;
     let candidates = scan::candidate_netns(&o.netns_dirs, o.scan_procs);
     let by_id = scan::by_nsid(&mut nl, candidates)?;
 
