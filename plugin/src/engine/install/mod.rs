@@ -154,6 +154,9 @@ fn install_once(
     };
     // Plan first, so that a conf dir we must refuse leaves everything as it was.
     let plan = plan_now(&[])?;
+    if !o.common.dry_run {
+        check_links(dir, &plan, &[])?;
+    }
     let mut done: Vec<String> = Vec::new();
     for b in &dirs.bin {
         let target = b.dir.join(OUR_TYPE);
@@ -327,8 +330,7 @@ fn commit(dir: &Path, plan: &conflist::InstallPlan, done: &[String]) -> Result<b
             ),
         )
     };
-    let source = fsops::resolve_conf_path(dir, &plan.source)
-        .map_err(|problem| link_failure(dir, &plan.source, &problem, done))?;
+    let (source, target) = check_links(dir, plan, done)?;
     let read = match fsops::open_regular(&source) {
         Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -343,19 +345,7 @@ fn commit(dir: &Path, plan: &conflist::InstallPlan, done: &[String]) -> Result<b
             Err(e) => Err(cannot(&source, &e)),
         };
     }
-    // A single-plugin conf becomes `<stem>.conflist`, then the conf goes. A symlinked conf is
-    // not converted: removing what it names would leave a dangling link, which containerd
-    // refuses to load.
-    if source != dir.join(&plan.source) {
-        return Err(link_failure(
-            dir,
-            &plan.source,
-            "is a symlink to a single-plugin conf, which install would have to replace by a conflist",
-            done,
-        ));
-    }
-    let target = fsops::resolve_conf_path(dir, &plan.target)
-        .map_err(|problem| link_failure(dir, &plan.target, &problem, done))?;
+    // A single-plugin conf becomes `<stem>.conflist`, then the conf goes.
     let wrote = match &plan.replaces {
         Some(bytes) => {
             let old = match fsops::open_regular(&target) {
@@ -390,6 +380,32 @@ fn commit(dir: &Path, plan: &conflist::InstallPlan, done: &[String]) -> Result<b
             ),
         )),
     }
+}
+
+/// Where the plan's writes land (see [`fsops::resolve_conf_path`]), or why they may not.
+fn check_links(
+    dir: &Path,
+    plan: &conflist::InstallPlan,
+    done: &[String],
+) -> Result<(PathBuf, PathBuf), Failure> {
+    let source = fsops::resolve_conf_path(dir, &plan.source)
+        .map_err(|problem| link_failure(dir, &plan.source, &problem, done))?;
+    if plan.target == plan.source {
+        return Ok((source.clone(), source));
+    }
+    // A symlinked conf is not converted: removing what it names would leave a dangling
+    // link, which containerd refuses to load.
+    if source != dir.join(&plan.source) {
+        return Err(link_failure(
+            dir,
+            &plan.source,
+            "is a symlink to a single-plugin conf, which install would have to replace by a conflist",
+            done,
+        ));
+    }
+    let target = fsops::resolve_conf_path(dir, &plan.target)
+        .map_err(|problem| link_failure(dir, &plan.target, &problem, done))?;
+    Ok((source, target))
 }
 
 fn link_failure(dir: &Path, name: &str, problem: &str, done: &[String]) -> Failure {
