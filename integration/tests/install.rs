@@ -817,9 +817,11 @@ fn snapshot(node: &Node) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn unsupported_cni_versions_are_refused_with_nothing_written() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         ("0.1.0", Box::new(|v| v["cniVersion"] = json!("0.1.0"))),
         ("0.2.0", Box::new(|v| v["cniVersion"] = json!("0.2.0"))),
         (
