@@ -855,4 +855,128 @@ mod tests {
             ["type", "mode"]
         );
     }
+
+    #[test]
+    fn versions_the_plugin_refuses_are_refused() {
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = calico_list();
+            f(&mut v);
+            v.as_object().unwrap().clone()
+        };
+        assert!(check_version(&with(&|_| {})).is_ok());
+        for bad in [
+            json!("0.1.0"),
+            json!("0.2.0"),
+            json!("x"),
+            json!(1),
+            json!("1.2.0"),
+        ] {
+            let l = with(&|v| v["cniVersion"] = bad.clone());
+            assert!(check_version(&l).is_err(), "{bad}");
+        }
+        let l = with(&|v| {
+            v.as_object_mut().unwrap().remove("cniVersion");
+        });
+        assert!(check_version(&l).unwrap_err().contains("no \"cniVersion\""));
+        // libcni 1.2+ picks the highest of cniVersions + cniVersion not above 1.1.0.
+        let l = with(&|v| v["cniVersions"] = json!(["1.0.0", "2.0.0"]));
+        assert!(check_version(&l).is_ok());
+        let l = with(&|v| {
+            v["cniVersion"] = json!("0.1.0");
+            v["cniVersions"] = json!(["0.2.0"]);
+        });
+        assert!(check_version(&l).is_err());
+        let err = plan_install(
+            &[file(
+                "10-calico.conflist",
+                &with(&|v| v["cniVersion"] = json!("0.2.0")).into(),
+            )],
+            Position::AfterCalico,
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, PlanError::Version { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn entries_the_plugin_refuses_are_refused() {
+        assert!(check_entry(&default_entry()).is_ok());
+        for (k, v) in [
+            ("prevResult", json!({})),
+            ("cniVersion", json!("1.0.0")),
+            ("name", json!("x")),
+            ("runtimeConfig", json!({})),
+            ("mode", json!("loud")),
+        ] {
+            let mut e = default_entry();
+            e.insert(k.into(), v);
+            assert!(check_entry(&e).unwrap_err().contains(k), "{k}");
+        }
+        let mut l = calico_list();
+        l["plugins"]
+            .as_array_mut()
+            .unwrap()
+            .insert(1, json!({"type": OUR_TYPE, "timeoutMs": 0}));
+        let files = [file("10-calico.conflist", &l)];
+        match plan_install(&files, Position::AfterCalico, None, None) {
+            Err(PlanError::BadEntry {
+                in_file: Some((name, 1)),
+                problem,
+            }) => {
+                assert_eq!(name, "10-calico.conflist");
+                assert!(problem.contains("timeoutMs"), "{problem}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An explicit entry replaces the bad one instead of being refused for it.
+        let e = Entries::same(default_entry());
+        assert!(plan_install(&files, Position::AfterCalico, Some(&e), None).is_ok());
+    }
+
+    #[test]
+    fn only_ours_networks_are_left_alone_by_uninstall() {
+        let files = [
+            file(
+                "20-only.conflist",
+                &json!({"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": OUR_TYPE}]}),
+            ),
+            file("30-single.conf", &json!({"name": "y", "type": OUR_TYPE})),
+        ];
+        let plan = plan_uninstall(&files);
+        assert!(plan.removals.is_empty());
+        let names: Vec<_> = plan.left_alone.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["20-only.conflist", "30-single.conf"]);
+    }
+
+    #[test]
+    fn a_rewritten_conf_replaces_our_stale_conflist_only() {
+        let conf = json!({"cniVersion": "0.3.1", "name": "k8s-pod-network", "type": "calico",
+                          "mtu": 1400});
+        let ours = json!({"cniVersion": "0.3.1", "name": "k8s-pod-network", "plugins": [
+            {"type": "calico", "mtu": 1500}, {"type": OUR_TYPE, "mode": "warn"}]});
+        let files = [
+            file("10-calico.conf", &conf),
+            file("10-calico.conflist", &ours),
+        ];
+        let plan = plan_install(&files, Position::AfterCalico, None, None).unwrap();
+        assert_eq!(
+            (plan.source.as_str(), plan.target.as_str()),
+            ("10-calico.conf", "10-calico.conflist")
+        );
+        assert!(plan.replaces.is_some());
+        let v: Value = serde_json::from_str(&plan.text).unwrap();
+        assert_eq!(v["plugins"][0]["mtu"], 1400);
+        assert_eq!(v["plugins"][1], json!({"type": OUR_TYPE, "mode": "warn"}));
+        // A conflist without our entry is someone else's.
+        let theirs = json!({"cniVersion": "0.3.1", "name": "n", "plugins": [{"type": "calico"}]});
+        let files = [
+            file("10-calico.conf", &conf),
+            file("10-calico.conflist", &theirs),
+        ];
+        assert!(matches!(
+            plan_install(&files, Position::AfterCalico, None, None),
+            Err(PlanError::TargetExists { .. })
+        ));
+    }
 }

@@ -661,4 +661,70 @@ mod tests {
         assert!(binary_looks_present(&t, 3));
         fs::remove_dir_all(&d).unwrap();
     }
+
+    #[test]
+    fn guarded_replace_keeps_a_newer_file() {
+        let d = tempdir("cas");
+        let p = d.join("10-calico.conflist");
+        fs::write(&p, "v1").unwrap();
+        let read = open_regular(&p).unwrap();
+        // Someone replaces the file after our read: ours must not go in.
+        fs::write(d.join("x.tmp"), "v2").unwrap();
+        fs::rename(d.join("x.tmp"), &p).unwrap();
+        assert_eq!(
+            replace_if_unchanged(&p, &read, b"ours").unwrap(),
+            Swap::Changed
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"v2");
+        // Rewritten in place (same inode, new bytes): the same.
+        let read = open_regular(&p).unwrap();
+        fs::write(&p, "v3").unwrap();
+        assert_eq!(
+            replace_if_unchanged(&p, &read, b"ours").unwrap(),
+            Swap::Changed
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"v3");
+        // Unchanged: replaced, and the file taken out is gone.
+        let read = open_regular(&p).unwrap();
+        assert_eq!(
+            replace_if_unchanged(&p, &read, b"ours").unwrap(),
+            Swap::Replaced
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"ours");
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        // Guarded removal and creation.
+        let read = open_regular(&p).unwrap();
+        fs::write(&p, "v4").unwrap();
+        assert_eq!(remove_if_unchanged(&p, &read).unwrap(), Swap::Changed);
+        assert_eq!(fs::read(&p).unwrap(), b"v4");
+        let read = open_regular(&p).unwrap();
+        assert_eq!(create_if_absent(&p, &read, b"x").unwrap(), Swap::Changed);
+        assert_eq!(remove_if_unchanged(&p, &read).unwrap(), Swap::Replaced);
+        assert!(!p.exists());
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn links_are_followed_only_inside_the_dir_and_fifos_are_not_opened() {
+        let d = tempdir("links");
+        fs::create_dir(d.join("sub")).unwrap();
+        fs::write(d.join("sub/a.conflist"), "{}").unwrap();
+        std::os::unix::fs::symlink("sub/a.conflist", d.join("in.conflist")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.join("out.conflist")).unwrap();
+        std::os::unix::fs::symlink("sub", d.join("dir.conflist")).unwrap();
+        let real = fs::canonicalize(d.join("sub/a.conflist")).unwrap();
+        assert_eq!(resolve_conf_path(&d, "in.conflist").unwrap(), real);
+        assert!(resolve_conf_path(&d, "out.conflist")
+            .unwrap_err()
+            .contains("outside the conf dir"));
+        assert!(resolve_conf_path(&d, "dir.conflist")
+            .unwrap_err()
+            .contains("not a regular file"));
+        assert!(open_regular(&d.join("in.conflist")).is_err(), "O_NOFOLLOW");
+        let fifo = d.join("f.conf");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(open_regular(&fifo).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
 }

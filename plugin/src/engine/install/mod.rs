@@ -154,9 +154,7 @@ fn install_once(
     };
     // Plan first, so that a conf dir we must refuse leaves everything as it was.
     let plan = plan_now(&[])?;
-    if !o.common.dry_run {
-        check_links(dir, &plan, &[])?;
-    }
+    check_links(dir, &plan, &[])?;
     let mut done: Vec<String> = Vec::new();
     for b in &dirs.bin {
         let target = b.dir.join(OUR_TYPE);
