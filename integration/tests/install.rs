@@ -1221,8 +1221,10 @@ fn race(writer: Writer) {
     let (reads, torn, regressions) = reader.join().unwrap();
     let (status, stdout, stderr) = stop_watch(reaper.0.take().unwrap());
     let rewrites = stdout.matches("wrote ").count();
+    let swapped_back = stdout.matches("changed while being rewritten").count();
     eprintln!(
-        "{writer:?}: {reads} reads, {torn} unparsable, {rewrites} rewrites by --watch, {} regressions",
+        "{writer:?}: {reads} reads, {torn} unparsable, {rewrites} rewrites by --watch, \
+         {swapped_back} passes that met a newer file and planned again, {} regressions",
         regressions.len()
     );
     assert!(
