@@ -410,6 +410,10 @@ const MAX_SWAPS: usize = 64;
 ///    in place), it is swapped back at once, and again while writers keep getting in.
 ///
 /// Where the filesystem has no RENAME_EXCHANGE (EINVAL), a plain rename after the last look.
+///
+/// What no rename can guard: a writer that opened the old file by name before step 3 and
+/// truncates or writes it only after step 4 writes into the file we just took out. Its open
+/// and its truncation are one syscall, so the window is that syscall's own length.
 pub fn replace_if_unchanged(path: &Path, read: &Opened, bytes: &[u8]) -> io::Result<Swap> {
     let (mode, owner) = mode_and_owner(&read.meta);
     let (tmp, f) = create_temp(path)?;
