@@ -793,3 +793,520 @@ fn binary_replaced_while_being_executed() {
     );
     eprintln!("{installs} replacements, {ok} successful execs in between");
 }
+
+// ---- issue 9: install refuses what would break pods, keeps what it rewrites, never loses
+// ---- Calico's update.
+
+/// The fixture conflist with `f` applied, as Calico would write it.
+fn calico_with(f: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut v = fixture_json("10-calico.conflist");
+    f(&mut v);
+    let mut b = serde_json::to_vec_pretty(&v).unwrap();
+    b.push(b'\n');
+    b
+}
+
+/// Every file of the conf dir with its bytes: what "nothing was written" compares.
+fn snapshot(node: &Node) -> Vec<(String, Vec<u8>)> {
+    node.conf_names()
+        .into_iter()
+        .map(|n| {
+            let b = fs::read(node.conf_file(&n)).unwrap_or_default();
+            (n, b)
+        })
+        .collect()
+}
+
+type Edit = Box<dyn Fn(&mut Value)>;
+
+#[test]
+fn unsupported_cni_versions_are_refused_with_nothing_written() {
+    let cases: Vec<(&str, Edit)> = vec![
+        ("0.1.0", Box::new(|v| v["cniVersion"] = json!("0.1.0"))),
+        ("0.2.0", Box::new(|v| v["cniVersion"] = json!("0.2.0"))),
+        (
+            "missing",
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("cniVersion");
+            }),
+        ),
+        (
+            "garbage",
+            Box::new(|v| v["cniVersion"] = json!("v1-latest")),
+        ),
+        ("a number", Box::new(|v| v["cniVersion"] = json!(1.0))),
+        ("too new", Box::new(|v| v["cniVersion"] = json!("1.2.0"))),
+        (
+            "cniVersions picks 0.2.0 on libcni 1.2+",
+            Box::new(|v| {
+                v["cniVersion"] = json!("0.1.0");
+                v["cniVersions"] = json!(["0.2.0"]);
+            }),
+        ),
+    ];
+    for (what, edit) in &cases {
+        let node = Node::new();
+        fs::write(node.conf_file("10-calico.conflist"), calico_with(edit)).unwrap();
+        let before = snapshot(&node);
+        for extra in [&[][..], &["--dry-run"][..]] {
+            let r = node.run("install", extra).failed();
+            assert!(r.stderr.contains("cniVersion"), "{what}: {r:#?}");
+            assert!(
+                r.stderr.contains("every pod start") || r.stderr.contains("not a string"),
+                "{what}: {r:#?}"
+            );
+            assert!(r.stderr.contains("nothing was changed"), "{what}: {r:#?}");
+            assert_eq!(snapshot(&node), before, "{what}: the conf dir was changed");
+            assert!(!node.bin().join(OURS).exists(), "{what}: binary installed");
+        }
+    }
+    // A single-plugin conf of an old version is refused too, not converted.
+    let node = Node::new();
+    let mut conf = fixture_json("10-calico.conf");
+    conf["cniVersion"] = json!("0.2.0");
+    fs::write(node.conf_file("10-calico.conf"), conf.to_string()).unwrap();
+    let r = node.run("install", &[]).failed();
+    assert!(r.stderr.contains("\"0.2.0\""), "{r:#?}");
+    assert_eq!(node.conf_names(), ["10-calico.conf"]);
+    // Supported versions, including the one libcni 1.2+ picks from cniVersions, install.
+    let node = Node::new();
+    fs::write(
+        node.conf_file("10-calico.conflist"),
+        calico_with(|v| v["cniVersions"] = json!(["0.3.1", "1.0.0", "9.9.9"])),
+    )
+    .unwrap();
+    node.run("install", &[]).ok();
+}
+
+#[test]
+fn a_bad_entry_in_the_file_or_given_is_refused() {
+    let node = Node::new();
+    fs::write(
+        node.conf_file("10-calico.conflist"),
+        calico_with(|v| {
+            v["plugins"]
+                .as_array_mut()
+                .unwrap()
+                .insert(1, json!({"type": OURS, "mode": "loud"}))
+        }),
+    )
+    .unwrap();
+    let before = snapshot(&node);
+    let r = node.run("install", &[]).failed();
+    assert!(r.stderr.contains("plugins[1]"), "{r:#?}");
+    assert!(r.stderr.contains("mode"), "{r:#?}");
+    assert!(r.stderr.contains("nothing was changed"), "{r:#?}");
+    assert!(
+        r.stderr.contains("--entry"),
+        "the remedy names the way out: {r:#?}"
+    );
+    assert_eq!(snapshot(&node), before);
+    assert!(!node.bin().join(OURS).exists());
+    // The remedy works: a valid --entry replaces the bad one.
+    node.run("install", &["--entry", r#"{"mode": "warn"}"#])
+        .ok();
+    assert_eq!(
+        node.json("10-calico.conflist")["plugins"][1],
+        json!({"type": OURS, "mode": "warn"})
+    );
+
+    // Keys the runtime injects are refused in --entry: a prevResult in an entry placed first
+    // would reach the plugin as if Calico had sent it.
+    for (key, value) in [
+        (
+            "prevResult",
+            json!({"cniVersion": "1.0.0", "interfaces": []}),
+        ),
+        ("cniVersion", json!("1.0.0")),
+        ("name", json!("k8s-pod-network")),
+        ("runtimeConfig", json!({})),
+    ] {
+        let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+        let entry = json!({ key: value }).to_string();
+        let r = node
+            .run("install", &["--position", "first", "--entry", &entry])
+            .failed();
+        assert!(r.stderr.contains(key), "{key}: {r:#?}");
+        assert!(r.stderr.contains("nothing was changed"), "{key}: {r:#?}");
+        assert_eq!(
+            node.read("10-calico.conflist"),
+            fixture("10-calico.conflist")
+        );
+        assert!(!node.bin().join(OURS).exists(), "{key}");
+    }
+}
+
+#[test]
+fn uninstall_never_writes_an_empty_chain() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    node.run("install", &[]).ok();
+    let only_ours = serde_json::to_vec_pretty(&json!({
+        "cniVersion": "1.0.0", "name": "checks-only", "plugins": [{"type": OURS}]
+    }))
+    .unwrap();
+    fs::write(node.conf_file("20-checks.conflist"), &only_ours).unwrap();
+    let single = br#"{"cniVersion": "1.0.0", "name": "single", "type": "calico-preflight"}"#;
+    fs::write(node.conf_file("30-single.conf"), single).unwrap();
+
+    let r = node.run("uninstall", &["--remove-binary"]).failed();
+    // Calico's file is cleaned...
+    assert_eq!(
+        node.json("10-calico.conflist"),
+        fixture_json("10-calico.conflist")
+    );
+    // ...the only-ours networks are left exactly as they were, and said so...
+    assert_eq!(node.read("20-checks.conflist"), only_ours);
+    assert_eq!(node.read("30-single.conf"), single);
+    for name in ["20-checks.conflist", "30-single.conf"] {
+        let path = node.conf_file(name).display().to_string();
+        assert!(
+            r.stdout.contains(&format!("left {path} unchanged")),
+            "{name}: {r:#?}"
+        );
+    }
+    assert!(r.stderr.contains("remove"), "{r:#?}");
+    // ...and the binary they name stays: a chain naming a missing plugin fails every pod.
+    assert!(node.bin().join(OURS).exists());
+    assert!(r.stdout.contains("kept "), "{r:#?}");
+    // Once the operator removed them, uninstall finishes the job.
+    fs::remove_file(node.conf_file("20-checks.conflist")).unwrap();
+    fs::remove_file(node.conf_file("30-single.conf")).unwrap();
+    node.run("uninstall", &["--remove-binary"]).ok();
+    assert!(!node.bin().join(OURS).exists());
+}
+
+fn set_xattr(p: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
+    let cp = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let cn = std::ffi::CString::new(name).unwrap();
+    // SAFETY: NUL-terminated path and name, value buffer of value.len() bytes.
+    let r = unsafe {
+        libc::setxattr(
+            cp.as_ptr(),
+            cn.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let cp = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let cn = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: NUL-terminated path and name, a writable buffer of buf.len() bytes.
+    let n = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+#[test]
+fn rewrites_keep_mode_owner_and_xattrs() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let file = node.conf_file("10-calico.conflist");
+    std::os::unix::fs::chown(&file, Some(4321), Some(8765)).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o604)).unwrap();
+    let label = b"system_u:object_r:container_file_t:s0\0";
+    set_xattr(&file, "user.calico-test", b"kept").unwrap();
+    // security.* needs root and a filesystem that stores it (ext4, xfs, tmpfs do).
+    let selinux = set_xattr(&file, "security.selinux", label).is_ok();
+    let check = |what: &str| {
+        let m = fs::metadata(&file).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o604, "{what}: mode");
+        assert_eq!((m.uid(), m.gid()), (4321, 8765), "{what}: owner");
+        assert_eq!(
+            get_xattr(&file, "user.calico-test").as_deref(),
+            Some(&b"kept"[..]),
+            "{what}: user xattr"
+        );
+        if selinux {
+            assert_eq!(
+                get_xattr(&file, "security.selinux").as_deref(),
+                Some(&label[..]),
+                "{what}: SELinux label"
+            );
+        }
+    };
+    let ino = inode(&file);
+    node.run("install", &[]).ok();
+    assert_ne!(inode(&file), ino, "a new file replaced the old one");
+    assert_eq!(types(&node.json("10-calico.conflist"))[1], OURS);
+    check("install");
+    node.run("uninstall", &[]).ok();
+    assert_eq!(
+        node.json("10-calico.conflist"),
+        fixture_json("10-calico.conflist")
+    );
+    check("uninstall");
+    assert_eq!(
+        node.conf_names(),
+        ["10-calico.conflist"],
+        "no temp file left"
+    );
+    if !selinux {
+        eprintln!("security.selinux could not be set here: only the user xattr was checked");
+    }
+}
+
+#[test]
+fn symlinked_conflists_are_followed_only_inside_the_conf_dir() {
+    // A link out of the conf dir: refused, nothing written on either side.
+    let node = Node::new();
+    let outside = node.root.join("elsewhere.conflist");
+    fs::write(&outside, fixture("10-calico.conflist")).unwrap();
+    std::os::unix::fs::symlink(&outside, node.conf_file("10-calico.conflist")).unwrap();
+    let r = node.run("install", &[]).failed();
+    assert!(r.stderr.contains("outside the conf dir"), "{r:#?}");
+    assert!(r.stderr.contains("nothing was changed"), "{r:#?}");
+    assert_eq!(fs::read(&outside).unwrap(), fixture("10-calico.conflist"));
+    assert!(fs::symlink_metadata(node.conf_file("10-calico.conflist"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // A link to a file in a subdir of the conf dir: edited there, the link stays a link.
+    let node = Node::new();
+    fs::create_dir(node.conf().join("calico")).unwrap();
+    let real = node.conf().join("calico/10-calico.conflist");
+    fs::write(&real, fixture("10-calico.conflist")).unwrap();
+    std::os::unix::fs::symlink(
+        "calico/10-calico.conflist",
+        node.conf_file("10-calico.conflist"),
+    )
+    .unwrap();
+    node.run("install", &[]).ok();
+    assert!(fs::symlink_metadata(node.conf_file("10-calico.conflist"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let v: Value = serde_json::from_slice(&fs::read(&real).unwrap()).unwrap();
+    assert_eq!(types(&v)[1], OURS);
+}
+
+/// `install --watch` on `node` with a long interval: whatever it does within seconds, it
+/// does because inotify woke it.
+fn spawn_watch(node: &Node, extra: &[&str]) -> std::process::Child {
+    let mut args: Vec<String> = vec![
+        "install".into(),
+        "--watch".into(),
+        "--interval".into(),
+        "3600".into(),
+        "--cni-bin-dir".into(),
+        node.bin().display().to_string(),
+        "--cni-conf-dir".into(),
+        node.conf().display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Command::new(bin(OURS))
+        .args(&args)
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a watch with SIGTERM; its exit status and output.
+fn stop_watch(child: std::process::Child) -> (Option<i32>, String, String) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Kills the watch if a test fails before stopping it.
+struct Reaper(Option<std::process::Child>);
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_until(what: &str, secs: u64, f: &dyn Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The version counter Calico's (simulated) installer puts in its file, and whether our
+/// entry follows calico. None: the file could not be read or parsed.
+fn version_and_ours(bytes: &[u8]) -> Option<(u64, bool)> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    let ps = v["plugins"].as_array()?;
+    let i = ps.iter().position(|p| p["type"] == "calico")?;
+    let version = ps[i]["x_test_version"].as_u64()?;
+    Some((version, ps.get(i + 1).is_some_and(|p| p["type"] == OURS)))
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Writer {
+    /// Calico's install-cni: a temp file renamed over the conflist.
+    Rename,
+    /// An installer that truncates and rewrites the file in place.
+    Truncate,
+}
+
+/// Races `--watch` against a writer putting a new Calico version every 5 ms, with a reader
+/// checking that the version it sees never goes back (our rewrite of a stale read replacing
+/// Calico's newer file) and that, once the writer stops, our entry converges in on top of
+/// the writer's last version.
+fn race(writer: Writer) {
+    const WRITES: u64 = 400;
+    let node = Node::new();
+    let conf = node.conf_file("10-calico.conflist");
+    let version = |n: u64| calico_with(|v| v["plugins"][0]["x_test_version"] = json!(n));
+    fs::write(&conf, version(0)).unwrap();
+    let mut reaper = Reaper(Some(spawn_watch(
+        &node,
+        &["--entry", r#"{"mode": "warn"}"#],
+    )));
+    wait_until("the first install", 20, &|| {
+        fs::read(&conf)
+            .ok()
+            .and_then(|b| version_and_ours(&b))
+            .is_some_and(|(_, ours)| ours)
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, conf) = (stop.clone(), conf.clone());
+        std::thread::spawn(move || {
+            let (mut reads, mut torn, mut max) = (0u64, 0u64, 0u64);
+            let mut regressions: Vec<(u64, u64)> = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let Ok(bytes) = fs::read(&conf) else {
+                    torn += 1;
+                    continue;
+                };
+                reads += 1;
+                match version_and_ours(&bytes) {
+                    Some((v, _)) if v < max => regressions.push((max, v)),
+                    Some((v, _)) => max = v,
+                    None => torn += 1,
+                }
+            }
+            (reads, torn, regressions)
+        })
+    };
+    let tmp = node.conf().join(".calico-installer.tmp");
+    for n in 1..=WRITES {
+        match writer {
+            Writer::Rename => {
+                fs::write(&tmp, version(n)).unwrap();
+                fs::rename(&tmp, &conf).unwrap();
+            }
+            Writer::Truncate => fs::write(&conf, version(n)).unwrap(),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Convergence: the writer's last version, with our entry (and its tuning) on top.
+    wait_until("our entry on top of the last version", 20, &|| {
+        fs::read(&conf).ok().and_then(|b| version_and_ours(&b)) == Some((WRITES, true))
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::SeqCst);
+    let (reads, torn, regressions) = reader.join().unwrap();
+    let (status, stdout, stderr) = stop_watch(reaper.0.take().unwrap());
+    let rewrites = stdout.matches("wrote ").count();
+    let swapped_back = stdout.matches("changed while being rewritten").count();
+    eprintln!(
+        "{writer:?}: {reads} reads, {torn} unparsable, {rewrites} rewrites by --watch, \
+         {swapped_back} passes that met a newer file and planned again, {} regressions",
+        regressions.len()
+    );
+    assert!(
+        regressions.is_empty(),
+        "{writer:?}: Calico's file went back to an older version {} times (newest seen, then \
+         seen): {:?}\n{stdout}\n{stderr}",
+        regressions.len(),
+        &regressions[..regressions.len().min(20)]
+    );
+    if writer == Writer::Rename {
+        // Every file in place was complete: Calico's by rename, ours by exchange.
+        assert_eq!(torn, 0, "{stdout}\n{stderr}");
+    }
+    assert!(
+        rewrites >= 20,
+        "--watch rewrote the file only {rewrites} times: no race was run\n{stdout}"
+    );
+    let v = node.json("10-calico.conflist");
+    assert_eq!(v["plugins"][1], json!({"type": OURS, "mode": "warn"}));
+    assert_eq!(status, Some(0), "{stdout}\n{stderr}");
+    let leftovers: Vec<_> = node
+        .conf_names()
+        .into_iter()
+        .filter(|n| n.contains("calico-preflight"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+#[test]
+fn watch_racing_a_renaming_installer_never_loses_its_update() {
+    race(Writer::Rename);
+}
+
+#[test]
+fn watch_racing_an_in_place_rewriter_never_loses_its_update() {
+    race(Writer::Truncate);
+}
+
+#[test]
+fn an_old_installer_rewriting_the_conf_converges() {
+    let node = Node::new().with("10-calico.conf", "10-calico.conf");
+    node.run("install", &["--entry", r#"{"mode": "warn"}"#])
+        .ok();
+    assert_eq!(node.conf_names(), ["10-calico.conflist"]);
+    let old_installer = |mtu: u64| {
+        let mut c = fixture_json("10-calico.conf");
+        c["mtu"] = json!(mtu);
+        fs::write(node.conf_file("10-calico.conf"), c.to_string()).unwrap();
+    };
+    // The runtime now uses the .conf (it sorts first), without our entry.
+    old_installer(1400);
+    let r = node.run("install", &[]).ok();
+    assert!(r.stdout.contains("converted it again"), "{r:#?}");
+    assert_eq!(node.conf_names(), ["10-calico.conflist"]);
+    let v = node.json("10-calico.conflist");
+    assert_eq!(
+        v["plugins"][0]["mtu"], 1400,
+        "the installer's new version is used"
+    );
+    assert_eq!(
+        v["plugins"][1],
+        json!({"type": OURS, "mode": "warn"}),
+        "the tuning is kept"
+    );
+
+    // The same under --watch, woken by inotify (the interval is an hour).
+    let mut reaper = Reaper(Some(spawn_watch(&node, &[])));
+    std::thread::sleep(Duration::from_millis(300));
+    for mtu in [1300, 1200, 1100] {
+        old_installer(mtu);
+        wait_until(
+            &format!("conversion of the rewritten .conf (mtu {mtu})"),
+            20,
+            &|| {
+                node.conf_names() == ["10-calico.conflist"]
+                    && serde_json::from_slice::<Value>(&node.read("10-calico.conflist")).is_ok_and(
+                        |v| v["plugins"][0]["mtu"] == mtu && v["plugins"][1]["type"] == OURS,
+                    )
+            },
+        );
+    }
+    let (status, stdout, stderr) = stop_watch(reaper.0.take().unwrap());
+    assert_eq!(status, Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("already exists"), "{stderr}");
+}

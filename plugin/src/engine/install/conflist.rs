@@ -82,6 +82,84 @@ pub fn parse_entry(text: &str) -> Result<Map<String, Value>, String> {
     }
 }
 
+/// Keys the runtime sets in each plugin's config itself (libcni `buildOneConfig` and
+/// `injectRuntimeConfig`, libcni/api.go): in our entry they are overwritten at best, and a
+/// `prevResult` in an entry placed first reaches the plugin as if Calico had sent it.
+pub const INJECTED_KEYS: &[&str] = &["cniVersion", "name", "prevResult", "runtimeConfig"];
+
+/// Our entry as the plugin will read it at every ADD: refused here if the plugin would
+/// refuse it there (every pod start on the node would fail with code 7).
+pub fn check_entry(entry: &Map<String, Value>) -> Result<(), String> {
+    if let Some(k) = INJECTED_KEYS.iter().find(|k| entry.contains_key(**k)) {
+        return Err(format!(
+            "sets \"{k}\", which the container runtime sets itself in each plugin's config \
+             (it must not come from the conflist)"
+        ));
+    }
+    crate::config::Config::from_json(entry)
+        .map(|_| ())
+        .map_err(|e| {
+            e.msg
+                .strip_prefix("calico-preflight: ")
+                .unwrap_or(&e.msg)
+                .to_string()
+        })
+}
+
+/// The versions a runtime can send the plugins of `list`, as libcni picks them
+/// (`NetworkConfFromBytes`, libcni/conf.go): `cniVersion`, or with `cniVersions` (libcni
+/// 1.2+) the highest listed that is not above libcni's own 1.1.0. An older libcni ignores
+/// `cniVersions`, so both must be versions the plugin speaks.
+pub fn check_version(list: &Map<String, Value>) -> Result<(), String> {
+    let supported = crate::cni::version::SUPPORTED.join(", ");
+    let plain = match list.get("cniVersion") {
+        None => {
+            return Err(format!(
+                "has no \"cniVersion\": the runtime would pass none to calico-preflight, which \
+                 refuses that, so every pod start would fail (it speaks {supported})"
+            ))
+        }
+        Some(Value::String(v)) => v.clone(),
+        Some(other) => {
+            return Err(format!(
+                "has a \"cniVersion\" that is {}, not a string",
+                crate::cni::netconf::kind_of(other)
+            ))
+        }
+    };
+    let refuse = |v: &str, how: &str| {
+        Err(format!(
+            "has {how} {v:?}, a CNI version calico-preflight does not speak: every pod start \
+             would fail with code 1 (it speaks {supported})"
+        ))
+    };
+    if !crate::cni::version::is_supported(&plain) {
+        return refuse(&plain, "\"cniVersion\"");
+    }
+    if let Some(Value::Array(vs)) = list.get("cniVersions") {
+        let key = |v: &str| -> Option<(u64, u64, u64)> {
+            let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+            let k = (it.next()??, it.next()??, it.next()??);
+            it.next().is_none().then_some(k)
+        };
+        let libcni_max = (1, 1, 0);
+        let best = vs
+            .iter()
+            .filter_map(Value::as_str)
+            .chain([plain.as_str()])
+            .filter_map(|v| key(v).map(|k| (k, v)))
+            .filter(|(k, _)| *k <= libcni_max)
+            .max_by_key(|(k, _)| *k)
+            .map(|(_, v)| v.to_string());
+        if let Some(v) = best {
+            if !crate::cni::version::is_supported(&v) {
+                return refuse(&v, "(from \"cniVersions\")");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What a file holds, read the way libcni reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
@@ -255,6 +333,11 @@ pub fn conflist_name(name: &str) -> String {
 pub struct InstallPlan {
     /// The file holding Calico.
     pub source: String,
+    /// Its bytes as read: it is replaced only if it still holds them.
+    pub source_bytes: Vec<u8>,
+    /// When `target` is not `source`: the bytes of an existing `target` that this plan
+    /// replaces (a conflist of ours that an old installer's `.conf` now shadows).
+    pub replaces: Option<Vec<u8>>,
     /// The file to write: `source`, or `<stem>.conflist` when `source` was a single-plugin conf.
     pub target: String,
     pub text: String,
@@ -283,6 +366,17 @@ pub enum PlanError {
     },
     Invalid {
         name: String,
+        problem: String,
+    },
+    /// The conflist's version is one the plugin refuses: placing it there breaks every pod.
+    Version {
+        name: String,
+        problem: String,
+    },
+    /// An entry of ours the plugin's own parser refuses: `in_file` names where it came from
+    /// (`None`: `--entry`), `at` its index in `plugins`.
+    BadEntry {
+        in_file: Option<(String, usize)>,
         problem: String,
     },
 }
@@ -320,26 +414,81 @@ pub fn plan_install(
         .filter(|(_, k)| holds_calico(k))
         .map(|(i, _)| files[i].name.clone())
         .collect();
-    let (mut list, target) = match kinds.swap_remove(idx) {
-        Kind::List(l) => (l, source.name.clone()),
+    // The entries already placed where we write: kept unless `--entry` replaces them.
+    let mut kept: Option<(Entries, String, Map<String, Value>)> = None;
+    let mut replaces = None;
+    let (mut list, target) = match kinds[idx].clone() {
+        Kind::List(l) => {
+            kept = existing_entries(&l).map(|e| (e, source.name.clone(), l.clone()));
+            (l, source.name.clone())
+        }
         Kind::Single(s) => {
             let target = conflist_name(&source.name);
-            if files.iter().any(|f| f.name == target) {
-                return Err(PlanError::TargetExists {
-                    from: source.name.clone(),
-                    target,
-                });
+            if let Some(t) = files.iter().position(|f| f.name == target) {
+                // `10-calico.conf` sorts before `10-calico.conflist`, so the runtime uses the
+                // `.conf`. If the conflist is one we manage (calico and our entry), an old
+                // installer rewrote the `.conf` after we converted it: convert it again,
+                // over our stale conflist, keeping the entries placed there. Any other
+                // conflist of that name is someone else's, and is never overwritten.
+                match &kinds[t] {
+                    Kind::List(l) if holds_calico(&kinds[t]) && existing_entries(l).is_some() => {
+                        kept = existing_entries(l).map(|e| (e, target.clone(), l.clone()));
+                        replaces = Some(files[t].bytes.clone());
+                    }
+                    _ => {
+                        return Err(PlanError::TargetExists {
+                            from: source.name.clone(),
+                            target,
+                        })
+                    }
+                }
             }
             (single_to_list(s), target)
         }
         Kind::Other => unreachable_kind(&source.name)?,
     };
+    check_version(&list).map_err(|problem| PlanError::Version {
+        name: source.name.clone(),
+        problem,
+    })?;
     let chain_before = chain(&list);
     let entries = match explicit {
-        Some(e) => e.clone(),
-        None => existing_entries(&list)
-            .or_else(|| remembered.cloned())
-            .unwrap_or_else(|| Entries::same(default_entry())),
+        Some(e) => {
+            for entry in [&e.first, &e.after] {
+                check_entry(entry).map_err(|problem| PlanError::BadEntry {
+                    in_file: None,
+                    problem,
+                })?;
+            }
+            e.clone()
+        }
+        None => match kept {
+            Some((e, name, l)) => {
+                for (i, p) in plugins(&l).iter().enumerate() {
+                    if plugin_type(p) != Some(OUR_TYPE) {
+                        continue;
+                    }
+                    let entry = p.as_object().cloned().unwrap_or_default();
+                    check_entry(&entry).map_err(|problem| PlanError::BadEntry {
+                        in_file: Some((name.clone(), i)),
+                        problem,
+                    })?;
+                }
+                e
+            }
+            None => {
+                let e = remembered
+                    .cloned()
+                    .unwrap_or_else(|| Entries::same(default_entry()));
+                for entry in [&e.first, &e.after] {
+                    check_entry(entry).map_err(|problem| PlanError::BadEntry {
+                        in_file: None,
+                        problem,
+                    })?;
+                }
+                e
+            }
+        },
     };
     place(&mut list, position, &entries).map_err(|problem| PlanError::Invalid {
         name: source.name.clone(),
@@ -349,6 +498,8 @@ pub fn plan_install(
     let changed = target != source.name || text.as_bytes() != source.bytes.as_slice();
     Ok(InstallPlan {
         source: source.name.clone(),
+        source_bytes: source.bytes.clone(),
+        replaces,
         target,
         text,
         changed,
@@ -372,34 +523,68 @@ fn unreachable_kind<T>(name: &str) -> Result<T, PlanError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Removal {
     pub name: String,
+    /// The file's bytes as read: it is rewritten only if it still holds them.
+    pub bytes: Vec<u8>,
     pub text: String,
     pub removed: usize,
     pub chain_after: String,
 }
 
+/// A file holding our plugin that uninstall does not change, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftAlone {
+    pub name: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UninstallPlan {
+    pub removals: Vec<Removal>,
+    pub left_alone: Vec<LeftAlone>,
+    pub unparsable: Vec<Unparsable>,
+}
+
 /// Every conflist holding our entries, without them. Unparsable files are returned apart:
-/// uninstall still cleans every file it can read.
-pub fn plan_uninstall(files: &[ConfFile]) -> (Vec<Removal>, Vec<Unparsable>) {
-    let mut removals = Vec::new();
-    let mut bad = Vec::new();
+/// uninstall still cleans every file it can read. A network whose only plugin is ours is
+/// left as it is: without it the list would be empty (`"plugins": []`), which libcni refuses
+/// to load ("no plugins in list", libcni/conf.go), and removing the file would hand pods to
+/// whichever network sorts next. Install never writes such a file, so a person made it, and
+/// a person decides what replaces it.
+pub fn plan_uninstall(files: &[ConfFile]) -> UninstallPlan {
+    let mut plan = UninstallPlan::default();
+    let only_ours = |name: &str| LeftAlone {
+        name: name.to_string(),
+        why: "its only plugin is calico-preflight: without it the network would have no \
+              plugins, a file the runtime refuses to load"
+            .into(),
+    };
     for f in files {
         match classify(f) {
             Ok(Kind::List(mut l)) => {
                 let removed = remove_ours(&mut l);
-                if removed > 0 {
-                    removals.push(Removal {
-                        name: f.name.clone(),
-                        text: render(&l),
-                        removed,
-                        chain_after: chain(&l),
-                    });
+                if removed == 0 {
+                    continue;
                 }
+                if plugins(&l).is_empty() {
+                    plan.left_alone.push(only_ours(&f.name));
+                    continue;
+                }
+                plan.removals.push(Removal {
+                    name: f.name.clone(),
+                    bytes: f.bytes.clone(),
+                    text: render(&l),
+                    removed,
+                    chain_after: chain(&l),
+                });
+            }
+            Ok(Kind::Single(s)) if s.get("type").and_then(Value::as_str) == Some(OUR_TYPE) => {
+                plan.left_alone.push(only_ours(&f.name));
             }
             Ok(_) => {}
-            Err(u) => bad.push(u),
+            Err(u) => plan.unparsable.push(u),
         }
     }
-    (removals, bad)
+    plan
 }
 
 #[cfg(test)]
@@ -644,7 +829,11 @@ mod tests {
                 bytes: b"{".to_vec(),
             },
         ];
-        let (removals, bad) = plan_uninstall(&files);
+        let UninstallPlan {
+            removals,
+            unparsable: bad,
+            ..
+        } = plan_uninstall(&files);
         assert_eq!(removals.len(), 1);
         assert_eq!(removals[0].removed, 2);
         let v: Value = serde_json::from_str(&removals[0].text).unwrap();
@@ -665,5 +854,129 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["type", "mode"]
         );
+    }
+
+    #[test]
+    fn versions_the_plugin_refuses_are_refused() {
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = calico_list();
+            f(&mut v);
+            v.as_object().unwrap().clone()
+        };
+        assert!(check_version(&with(&|_| {})).is_ok());
+        for bad in [
+            json!("0.1.0"),
+            json!("0.2.0"),
+            json!("x"),
+            json!(1),
+            json!("1.2.0"),
+        ] {
+            let l = with(&|v| v["cniVersion"] = bad.clone());
+            assert!(check_version(&l).is_err(), "{bad}");
+        }
+        let l = with(&|v| {
+            v.as_object_mut().unwrap().remove("cniVersion");
+        });
+        assert!(check_version(&l).unwrap_err().contains("no \"cniVersion\""));
+        // libcni 1.2+ picks the highest of cniVersions + cniVersion not above 1.1.0.
+        let l = with(&|v| v["cniVersions"] = json!(["1.0.0", "2.0.0"]));
+        assert!(check_version(&l).is_ok());
+        let l = with(&|v| {
+            v["cniVersion"] = json!("0.1.0");
+            v["cniVersions"] = json!(["0.2.0"]);
+        });
+        assert!(check_version(&l).is_err());
+        let err = plan_install(
+            &[file(
+                "10-calico.conflist",
+                &with(&|v| v["cniVersion"] = json!("0.2.0")).into(),
+            )],
+            Position::AfterCalico,
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, PlanError::Version { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn entries_the_plugin_refuses_are_refused() {
+        assert!(check_entry(&default_entry()).is_ok());
+        for (k, v) in [
+            ("prevResult", json!({})),
+            ("cniVersion", json!("1.0.0")),
+            ("name", json!("x")),
+            ("runtimeConfig", json!({})),
+            ("mode", json!("loud")),
+        ] {
+            let mut e = default_entry();
+            e.insert(k.into(), v);
+            assert!(check_entry(&e).unwrap_err().contains(k), "{k}");
+        }
+        let mut l = calico_list();
+        l["plugins"]
+            .as_array_mut()
+            .unwrap()
+            .insert(1, json!({"type": OUR_TYPE, "timeoutMs": 0}));
+        let files = [file("10-calico.conflist", &l)];
+        match plan_install(&files, Position::AfterCalico, None, None) {
+            Err(PlanError::BadEntry {
+                in_file: Some((name, 1)),
+                problem,
+            }) => {
+                assert_eq!(name, "10-calico.conflist");
+                assert!(problem.contains("timeoutMs"), "{problem}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An explicit entry replaces the bad one instead of being refused for it.
+        let e = Entries::same(default_entry());
+        assert!(plan_install(&files, Position::AfterCalico, Some(&e), None).is_ok());
+    }
+
+    #[test]
+    fn only_ours_networks_are_left_alone_by_uninstall() {
+        let files = [
+            file(
+                "20-only.conflist",
+                &json!({"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": OUR_TYPE}]}),
+            ),
+            file("30-single.conf", &json!({"name": "y", "type": OUR_TYPE})),
+        ];
+        let plan = plan_uninstall(&files);
+        assert!(plan.removals.is_empty());
+        let names: Vec<_> = plan.left_alone.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["20-only.conflist", "30-single.conf"]);
+    }
+
+    #[test]
+    fn a_rewritten_conf_replaces_our_stale_conflist_only() {
+        let conf = json!({"cniVersion": "0.3.1", "name": "k8s-pod-network", "type": "calico",
+                          "mtu": 1400});
+        let ours = json!({"cniVersion": "0.3.1", "name": "k8s-pod-network", "plugins": [
+            {"type": "calico", "mtu": 1500}, {"type": OUR_TYPE, "mode": "warn"}]});
+        let files = [
+            file("10-calico.conf", &conf),
+            file("10-calico.conflist", &ours),
+        ];
+        let plan = plan_install(&files, Position::AfterCalico, None, None).unwrap();
+        assert_eq!(
+            (plan.source.as_str(), plan.target.as_str()),
+            ("10-calico.conf", "10-calico.conflist")
+        );
+        assert!(plan.replaces.is_some());
+        let v: Value = serde_json::from_str(&plan.text).unwrap();
+        assert_eq!(v["plugins"][0]["mtu"], 1400);
+        assert_eq!(v["plugins"][1], json!({"type": OUR_TYPE, "mode": "warn"}));
+        // A conflist without our entry is someone else's.
+        let theirs = json!({"cniVersion": "0.3.1", "name": "n", "plugins": [{"type": "calico"}]});
+        let files = [
+            file("10-calico.conf", &conf),
+            file("10-calico.conflist", &theirs),
+        ];
+        assert!(matches!(
+            plan_install(&files, Position::AfterCalico, None, None),
+            Err(PlanError::TargetExists { .. })
+        ));
     }
 }
