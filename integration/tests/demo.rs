@@ -24,8 +24,40 @@ fn demo_shows_a_passing_and_a_failing_pod() {
     );
     assert!(broken.contains("exit status 1"), "{broken}");
     assert!(broken.contains("\"msg\": \"calico-preflight: host-route: host route 10.244.1.6/32 scope link is missing"), "{broken}");
+    // The line as the README shows it: containerd's prefix, then libcni's `msg; details`.
+    assert!(
+        broken.contains(
+            "failed to setup network for sandbox \"c"
+        ) && broken.contains(
+            "\": plugin type=\"calico-preflight\" failed (add): calico-preflight: host-route: host route 10.244.1.6/32 scope link is missing, on host veth cali"
+        ) && broken.contains("; [ERROR host-route] host route 10.244.1.6/32"),
+        "{broken}"
+    );
+    assert!(!healthy.contains("failed to setup network"), "{healthy}");
     assert!(
         !text.contains("host-ip-forward"),
         "the demo node forwards: {text}"
     );
+}
+
+#[test]
+fn demo_without_root_says_so_instead_of_panicking() {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(bin("calico-preflight-demo"))
+        .output()
+        .expect("run the demo as nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.starts_with("calico-preflight-demo: needs root") && err.contains("sudo"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
