@@ -167,9 +167,16 @@ mod tests {
 
     #[test]
     fn lines_go_to_the_file_one_per_event() {
-        let dir = std::env::temp_dir().join(format!("cp-log-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("x.log");
+        /// Removed on drop, also when an assertion fails.
+        struct TempDir(std::path::PathBuf);
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir = TempDir(std::env::temp_dir().join(format!("cp-log-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let p = dir.0.join("x.log");
         let l = Logger::new(Some(&p), log::LevelFilter::Info, "pod=a/b verb=ADD".into());
         l.write_line(log::Level::Warn, "two\nlines");
         let s = std::fs::read_to_string(&p).unwrap();
@@ -178,6 +185,15 @@ mod tests {
             s.contains("warn calico-preflight pod=a/b verb=ADD two\\nlines"),
             "{s}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+        // The context (the pod name from CNI_ARGS) is escaped like the message.
+        let l = Logger::new(
+            Some(&p),
+            log::LevelFilter::Info,
+            "pod=a/b\r\nforged verb=ADD".into(),
+        );
+        l.write_line(log::Level::Info, "x");
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(s.lines().count(), 2, "{s}");
+        assert!(s.contains("pod=a/b\\r\\nforged verb=ADD x"), "{s}");
     }
 }
