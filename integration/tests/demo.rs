@@ -1,7 +1,8 @@
 //! The README's first command runs the demo: it must keep showing a healthy pod passing and a
 //! broken one failing with the right check.
 
-use calico_preflight_integration::bin;
+use calico_preflight_integration::{bin, TempDir};
+use std::os::unix::fs::PermissionsExt;
 
 #[test]
 fn demo_shows_a_passing_and_a_failing_pod() {
@@ -42,9 +43,15 @@ fn demo_shows_a_passing_and_a_failing_pod() {
 
 #[test]
 fn demo_without_root_says_so_instead_of_panicking() {
+    // A copy in a dir nobody can reach: the checkout itself may sit under a private home.
+    let dir = TempDir::new("demo-nobody").create();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let demo = dir.join("calico-preflight-demo");
+    std::fs::copy(bin("calico-preflight-demo"), &demo).expect("copy the demo");
+    std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(bin("calico-preflight-demo"))
+        .arg(&demo)
         .output()
         .expect("run the demo as nobody");
     let err = String::from_utf8_lossy(&out.stderr);
