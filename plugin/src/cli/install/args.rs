@@ -40,7 +40,7 @@ that has nothing to change writes nothing. Explicit flags win over the runtime's
 Every option takes its value as `--flag VALUE` or `--flag=VALUE`.
 
 Exit status: 0 installed (or already in place; --watch: stopped by SIGTERM/SIGINT),
-1 refused or failed (the message says what was and was not changed), 64 usage error.
+1 refused or failed (the message says why and what to do), 64 usage error.
 ";
 
 pub const UNINSTALL_HELP: &str = "\
