@@ -318,3 +318,47 @@ pub fn snapshot_diff(before: &str, after: &str) -> String {
     }
     out
 }
+
+/// A path under the temp dir (`$TMPDIR`, else /tmp) named after `tag` and this process,
+/// removed with everything under it on drop, also when the test panics. Nothing is created:
+/// `TempDir::new(..).create()` makes it a directory.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("cp-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
+        TempDir(p)
+    }
+    /// Creates it as a directory (and returns it, for chaining).
+    pub fn create(self) -> TempDir {
+        std::fs::create_dir_all(&self.0).unwrap_or_else(|e| panic!("{}: {e}", self.0.display()));
+        self
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+/// Used where a path is: `dir.join(..)`, `&dir` for a `&Path`, `fs::read(&dir)`.
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

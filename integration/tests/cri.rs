@@ -1,24 +1,39 @@
 //! Through a real runtime: containerd's CRI RunPodSandbox with the conflist
 //! [fake-calico, calico-preflight], as the kubelet would drive it.
 
-use calico_preflight_integration::bin;
 use calico_preflight_integration::cri::{self, Containerd};
+use calico_preflight_integration::{bin, TempDir};
 use serde_json::json;
 
-fn containerd(tag: &str) -> Containerd {
+/// containerd and its bin dir, removed after containerd is gone (fields drop in order).
+struct Node {
+    c: Containerd,
+    _bin: TempDir,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Containerd;
+    fn deref(&self) -> &Containerd {
+        &self.c
+    }
+}
+
+fn containerd(tag: &str) -> Node {
     cri::available().unwrap_or_else(|e| panic!("{e}"));
-    let dir = std::env::temp_dir().join(format!("cp-cri-bin-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::new(&format!("cri-bin-{tag}"));
     let (fc, cp) = (bin("fake-calico"), bin("calico-preflight"));
     cri::make_bin_dir(
-        &dir,
+        dir.path(),
         &[
             ("fake-calico", fc.as_path()),
             ("calico-preflight", cp.as_path()),
         ],
     )
     .expect("bin dir");
-    start(&dir)
+    Node {
+        c: start(dir.path()),
+        _bin: dir,
+    }
 }
 
 /// containerd with its CNI bin dir `bin_dir`, in a namespace of its own that plays the node.
@@ -93,16 +108,14 @@ fn broken_pod_fails_with_the_plugins_explanation_and_leaves_no_sandbox() {
 #[test]
 fn preflight_first_explains_a_plugin_missing_from_the_runtime_bin_dir() {
     cri::available().unwrap_or_else(|e| panic!("{e}"));
-    let tag = format!("first-{}", std::process::id());
-    let runtime_dir = std::env::temp_dir().join(format!("cp-cri-bin-{tag}"));
-    let calico_dir = std::env::temp_dir().join(format!("cp-cri-etc-cni-bin-{tag}"));
-    let _ = std::fs::remove_dir_all(&runtime_dir);
-    let _ = std::fs::remove_dir_all(&calico_dir);
-    std::fs::create_dir_all(&calico_dir).expect("calico dir");
+    // Declared before containerd, so removed after it (also when an assertion fails).
+    let runtime_guard = TempDir::new("cri-bin-first");
+    let calico_guard = TempDir::new("cri-etc-cni-bin-first").create();
+    let (runtime_dir, calico_dir) = (runtime_guard.path(), calico_guard.path());
     std::fs::copy(bin("fake-calico"), calico_dir.join("fake-calico")).expect("copy fake-calico");
     let cp = bin("calico-preflight");
-    cri::make_bin_dir(&runtime_dir, &[("calico-preflight", cp.as_path())]).expect("bin dir");
-    let c = start(&runtime_dir);
+    cri::make_bin_dir(runtime_dir, &[("calico-preflight", cp.as_path())]).expect("bin dir");
+    let c = start(runtime_dir);
     let conf_dir = c.work_dir().join("net.d");
     let list = json!({
         "cniVersion": "1.0.0",
@@ -131,7 +144,4 @@ fn preflight_first_explains_a_plugin_missing_from_the_runtime_bin_dir() {
         "names where it is: {err}"
     );
     assert!(!err.contains("failed to find plugin"), "{err}");
-    drop(c);
-    let _ = std::fs::remove_dir_all(&runtime_dir);
-    let _ = std::fs::remove_dir_all(&calico_dir);
 }

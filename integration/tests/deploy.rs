@@ -31,8 +31,7 @@ fn daemonset_commands_install_and_keep_our_entry() {
     let init = &spec["initContainers"][0]["command"];
     let main = &spec["containers"][0]["command"];
 
-    let tmp = std::env::temp_dir().join(format!("cp-deploy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let tmp = TempDir::new("deploy");
     for d in ["opt/cni/bin", "etc/cni/net.d"] {
         std::fs::create_dir_all(tmp.join(d)).expect("dirs");
     }

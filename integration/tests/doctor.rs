@@ -10,6 +10,12 @@ struct Node {
     conf_dir: std::path::PathBuf,
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.conf_dir);
+    }
+}
+
 /// Wires one pod per entry of `faults` with fake-calico, in `host`.
 fn node(faults: &[&[&str]]) -> Node {
     let host = Netns::new("dr-h");
@@ -165,8 +171,8 @@ fn a_healthy_node_exits_0_and_warnings_exit_1() {
 #[test]
 fn junk_in_the_netns_dir_does_not_stop_the_scan() {
     let n = node(&[&["no-host-route"]]);
-    let junk = std::env::temp_dir().join(format!("cp-doctor-junk-{}", n.host.name));
-    std::fs::create_dir_all(&junk).expect("junk dir");
+    let junk_guard = TempDir::new("doctor-junk").create();
+    let junk = junk_guard.path();
     std::fs::write(junk.join("plain-file"), b"").expect("file");
     sh(&["mkfifo", &junk.join("fifo").display().to_string()]);
     let run = doctor(
@@ -178,7 +184,6 @@ fn junk_in_the_netns_dir_does_not_stop_the_scan() {
             "/run/netns",
         ],
     );
-    let _ = std::fs::remove_dir_all(&junk);
     assert_eq!(run.status, 2, "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stdout

@@ -122,6 +122,11 @@ impl Run {
         assert_eq!(self.status, 1, "{self:#?}");
         self
     }
+    /// EX_USAGE: refused while reading the command line, before anything was looked at.
+    fn usage_error(self) -> Run {
+        assert_eq!(self.status, 64, "{self:#?}");
+        self
+    }
 }
 
 fn types(v: &Value) -> Vec<String> {
@@ -320,7 +325,7 @@ fn a_bad_entry_is_refused_before_it_can_fail_pods() {
     let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
     let r = node
         .run("install", &["--entry", r#"{"mode": "loud"}"#])
-        .failed();
+        .usage_error();
     assert!(r.stderr.contains("--entry"), "{r:#?}");
     assert!(r.stderr.contains("mode"), "{r:#?}");
     assert!(r.stderr.contains("to fix:"), "{r:#?}");
@@ -490,7 +495,7 @@ fn help_and_usage_errors() {
             "{r:#?}"
         );
         assert!(r.stdout.contains("--cni-conf-dir"), "{r:#?}");
-        let r = run(&bin(OURS), &[cmd.into(), "--nope".into()]).failed();
+        let r = run(&bin(OURS), &[cmd.into(), "--nope".into()]).usage_error();
         assert!(r.stderr.contains("unknown option \"--nope\""), "{r:#?}");
     }
 }

@@ -65,10 +65,10 @@ fn rules(s: &NetfilterState, be: Backend, fam: &str, table: &str, name: &str) ->
 }
 
 /// A node namespace that forwards, an empty conf dir, the node checks first in the chain.
-fn node() -> (Netns, std::path::PathBuf) {
+fn node() -> (Netns, TempDir) {
     let ns = Netns::new("ipt");
     ns.sysctl("net.ipv4.ip_forward", "1");
-    let dir = std::env::temp_dir().join(format!("cp-ipt-{}", ns.name));
+    let dir = TempDir::new("ipt");
     std::fs::create_dir_all(dir.join("net.d")).expect("conf dir");
     (ns, dir)
 }

@@ -140,8 +140,7 @@ fn every_check_fires_on_its_fault_for_every_version() {
 fn host_veth_mac_warns_by_default_and_can_be_made_an_error() {
     for version in VERSIONS {
         let p = pod("eth0");
-        let log = std::env::temp_dir().join(format!("cp-mac-{}-{version}.log", std::process::id()));
-        let _ = std::fs::remove_file(&log);
+        let log = TempDir::new(&format!("mac-{version}.log"));
         let conf = json!({"logFile": log.display().to_string()});
         let (prev, run) = add(&p, version, calico(V4, "v3.31", &["no-host-mac"]), conf);
         assert_eq!(run.status, 0, "{version}: {run:?}");
@@ -198,7 +197,7 @@ fn warn_mode_and_off_pass_through_a_broken_pod() {
 fn pod_netns_that_is_gone_or_not_a_netns() {
     let p = pod("eth0");
     let (prev, _) = add(&p, "1.0.0", calico(V4, "v3.31", &[]), json!({}));
-    let file = std::env::temp_dir().join(format!("cp-notns-{}", std::process::id()));
+    let file = TempDir::new("notns");
     std::fs::write(&file, b"").unwrap();
     for (netns, found) in [
         ("/run/netns/cpt-does-not-exist".to_string(), "No such file"),

@@ -46,11 +46,11 @@ fn no_scenario_changes_the_network() {
             &env,
             json!({"ips": ["10.244.4.5/32", "fd00:44::5/128"], "break": faults}),
         );
-        let cache = std::env::temp_dir().join(format!("cp-ro-cache-{}", host.name));
+        let cache = TempDir::new("ro-cache");
         let conf = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico-preflight",
-            "confDir": "/nonexistent/cp-ro", "cacheDir": cache, "prevResult": prev});
+            "confDir": "/nonexistent/cp-ro", "cacheDir": cache.path(), "prevResult": prev});
         let first = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico-preflight",
-            "confDir": "/nonexistent/cp-ro", "cacheDir": cache});
+            "confDir": "/nonexistent/cp-ro", "cacheDir": cache.path()});
 
         let before = (settled_snapshot(&host), settled_snapshot(&pod));
         for (cmd, c) in [
@@ -93,7 +93,6 @@ fn no_scenario_changes_the_network() {
             "pod namespace changed ({faults:?}):\n{}",
             snapshot_diff(&before.1, &after.1)
         );
-        let _ = std::fs::remove_dir_all(&cache);
     }
 }
 

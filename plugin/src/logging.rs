@@ -3,6 +3,7 @@
 //! Each line is written with one `write` on an O_APPEND file, so lines from concurrent plugin
 //! processes never interleave mid-line.
 
+use crate::cni::env::escape_control;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -35,6 +36,14 @@ impl Logger {
                 .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
                 .open(p)
             {
+                Ok(f) if is_stdout(&f) => {
+                    fallback_reason = Some(format!(
+                        "logFile {} is this process's stdout, which carries the CNI result for the \
+                         runtime to parse: logging to stderr instead; set logFile to a file of its own",
+                        p.display()
+                    ));
+                    Sink::Stderr
+                }
                 Ok(f) => Sink::File(f),
                 Err(e) => {
                     fallback_reason = Some(format!(
@@ -65,15 +74,17 @@ impl Logger {
     }
 
     fn write_line(&self, level: log::Level, msg: &str) {
-        // Newlines inside a message would break "one line per event".
-        let msg = msg.replace(['\n', '\r'], " ");
+        // The one place text reaches the log: the context (pod name from CNI_ARGS) and the
+        // message (paths from CNI_NETNS, CNI_PATH) are escaped, so a newline there can never
+        // start a forged line of its own ("one line per event").
         let line = format!(
-            "{} {} calico-preflight {} {}\n",
+            "{} {} calico-preflight {} {}",
             timestamp(),
             level.as_str().to_ascii_lowercase(),
             self.context,
             msg
         );
+        let line = format!("{}\n", escape_control(&line));
         let Ok(mut sink) = self.sink.lock() else {
             return;
         };
@@ -95,6 +106,21 @@ impl log::Log for Logger {
         }
     }
     fn flush(&self) {}
+}
+
+/// Whether `f` is the file behind fd 1 (`/dev/stdout`, `/proc/self/fd/1`, or the very file the
+/// runtime captures our stdout into): log lines there would come before the result JSON and
+/// break the runtime's parse of it.
+fn is_stdout(f: &File) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(ours), Ok(out)) = (
+        f.metadata(),
+        nix::sys::stat::fstat(std::io::stdout().as_fd()),
+    ) else {
+        return false;
+    };
+    ours.dev() == out.st_dev && ours.ino() == out.st_ino
 }
 
 /// RFC 3339 UTC with milliseconds, without pulling in a date crate.
@@ -141,17 +167,33 @@ mod tests {
 
     #[test]
     fn lines_go_to_the_file_one_per_event() {
-        let dir = std::env::temp_dir().join(format!("cp-log-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("x.log");
+        /// Removed on drop, also when an assertion fails.
+        struct TempDir(std::path::PathBuf);
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir = TempDir(std::env::temp_dir().join(format!("cp-log-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let p = dir.0.join("x.log");
         let l = Logger::new(Some(&p), log::LevelFilter::Info, "pod=a/b verb=ADD".into());
         l.write_line(log::Level::Warn, "two\nlines");
         let s = std::fs::read_to_string(&p).unwrap();
         assert_eq!(s.lines().count(), 1);
         assert!(
-            s.contains("warn calico-preflight pod=a/b verb=ADD two lines"),
+            s.contains("warn calico-preflight pod=a/b verb=ADD two\\nlines"),
             "{s}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+        // The context (the pod name from CNI_ARGS) is escaped like the message.
+        let l = Logger::new(
+            Some(&p),
+            log::LevelFilter::Info,
+            "pod=a/b\r\nforged verb=ADD".into(),
+        );
+        l.write_line(log::Level::Info, "x");
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(s.lines().count(), 2, "{s}");
+        assert!(s.contains("pod=a/b\\r\\nforged verb=ADD x"), "{s}");
     }
 }

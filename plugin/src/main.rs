@@ -14,9 +14,10 @@ fn main() {
         std::process::exit(1);
     }));
     // Runtimes always set CNI_COMMAND; without it and with arguments, a person is at the keyboard.
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // args_os: a path argument need not be UTF-8.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if std::env::var_os("CNI_COMMAND").is_none() && !args.is_empty() {
-        std::process::exit(calico_preflight::cli::main(&args));
+        std::process::exit(calico_preflight::cli::main(args));
     }
     let out = calico_preflight::app::run(|k| std::env::var(k).ok(), std::io::stdin().lock());
     if let Some(s) = out.stdout {

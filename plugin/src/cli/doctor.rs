@@ -1,8 +1,12 @@
 //! `calico-preflight doctor`: the node and every Calico pod on it, as a report.
 
+use super::grammar::{usage_error, Args, Parsed};
 use crate::checks::{Finding, Severity};
+use crate::cni::env::escape_control;
 use crate::engine::doctor::{self, Options, Report};
-use std::path::PathBuf;
+use crate::engine::install::NO_CONFIG;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const HELP: &str = "\
@@ -10,33 +14,37 @@ calico-preflight doctor: check this node and every Calico pod on it.
 
 Finds the host's cali* veths, the pod namespace at the other end of each, runs the pod checks
 for each pod and the node checks once, and prints one line per finding and a summary.
-Read-only. Exit status: 0 all healthy, 1 warnings only, 2 errors, 3 the scan itself failed.
+Read-only.
 
-Options:
+Options (each value as `--flag VALUE` or `--flag=VALUE`):
   --json                    print the report as JSON (stable: formatVersion 1)
-  --prefix PREFIX           host veth name prefix (default cali)
+  --prefix PREFIX[,PREFIX]  host veth name prefix(es) (default cali)
   --netns-dir DIR           where pod namespaces are bind-mounted; repeatable
                             (default /run/netns and /var/run/netns)
   --no-proc-scan            do not look for pod namespaces through /proc/<pid>/ns/net
-  --conf-dir DIR            CNI config dir (default /etc/cni/net.d)
+  --cni-conf-dir DIR        CNI config dir (also --conf-dir; default /etc/cni/net.d)
   --cni-bin-dir DIR         the runtime's CNI bin dir; repeatable (default /opt/cni/bin)
   --search-bin-dir DIR      extra dir to look for misplaced plugin binaries; repeatable
+  --containerd-config PATH  containerd's config (default /etc/containerd/config.toml);
+                            none: do not read it
+  --crio-config PATH        CRI-O's config file or drop-in dir (default /etc/crio/crio.conf and
+                            /etc/crio/crio.conf.d/*.conf); none: do not read it
   --iptables PATH           the node's iptables command (default /usr/sbin/iptables)
   --timeout-ms MS           bound on the kernel queries of each pod (default 2000)
   -h, --help                this text
+
+Exit status: 0 all healthy, 1 warnings only, 2 errors, 3 the scan itself failed,
+64 usage error.
 ";
 
-pub fn main(args: &[String]) -> i32 {
+pub fn main(args: Vec<OsString>) -> i32 {
     let (opts, json) = match parse(args) {
-        Ok(Some(x)) => x,
-        Ok(None) => {
+        Ok(Parsed::Run(x)) => x,
+        Ok(Parsed::Help) => {
             print!("{HELP}");
             return 0;
         }
-        Err(e) => {
-            eprintln!("calico-preflight doctor: {e}\n\n{HELP}");
-            return 3;
-        }
+        Err(e) => return usage_error("doctor", &e),
     };
     let report = match doctor::run(&opts) {
         Ok(r) => r,
@@ -59,36 +67,44 @@ pub fn main(args: &[String]) -> i32 {
     report.exit_code
 }
 
-fn parse(args: &[String]) -> Result<Option<(Options, bool)>, String> {
+/// `--containerd-config` / `--crio-config`: a path, or `none` to not read it.
+fn runtime_config(a: &mut Args) -> Result<Option<PathBuf>, String> {
+    let p = a.path()?;
+    Ok((p != Path::new(NO_CONFIG)).then_some(p))
+}
+
+fn parse(args: Vec<OsString>) -> Result<Parsed<(Options, bool)>, String> {
     let mut o = Options::default();
     let mut json = false;
     let (mut netns_dirs, mut bin_dirs) = (vec![], vec![]);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match a.as_str() {
-            "-h" | "--help" => return Ok(None),
+    let mut a = Args::new(args);
+    while let Some(flag) = a.next_flag()? {
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
             "--json" => json = true,
             "--no-proc-scan" => o.scan_procs = false,
             "--prefix" => {
-                o.prefixes = value(a)?
+                o.prefixes = a
+                    .string()?
                     .split(',')
                     .map(str::trim)
                     .filter(|p| !p.is_empty())
                     .map(String::from)
-                    .collect()
+                    .collect();
+                if o.prefixes.is_empty() {
+                    return Err("--prefix needs at least one prefix, e.g. cali".into());
+                }
             }
-            "--netns-dir" => netns_dirs.push(PathBuf::from(value(a)?)),
-            "--conf-dir" => o.conf_dir = PathBuf::from(value(a)?),
-            "--cni-bin-dir" => bin_dirs.push(PathBuf::from(value(a)?)),
-            "--search-bin-dir" => o.search_bin_dirs.push(PathBuf::from(value(a)?)),
-            "--iptables" => o.iptables_command = PathBuf::from(value(a)?),
+            "--netns-dir" => netns_dirs.push(a.path()?),
+            // install's spelling and doctor's original one.
+            "--cni-conf-dir" | "--conf-dir" => o.conf_dir = a.path()?,
+            "--cni-bin-dir" => bin_dirs.push(a.path()?),
+            "--search-bin-dir" => o.search_bin_dirs.push(a.path()?),
+            "--containerd-config" => o.containerd_config = runtime_config(&mut a)?,
+            "--crio-config" => o.crio_config = runtime_config(&mut a)?,
+            "--iptables" => o.iptables_command = a.path()?,
             "--timeout-ms" => {
-                let v = value(a)?;
+                let v = a.string()?;
                 let ms: u64 = v
                     .parse()
                     .ok()
@@ -96,7 +112,7 @@ fn parse(args: &[String]) -> Result<Option<(Options, bool)>, String> {
                     .ok_or_else(|| format!("--timeout-ms must be 1..60000, got {v:?}"))?;
                 o.timeout = Duration::from_millis(ms);
             }
-            other => return Err(format!("unknown option {other:?}")),
+            _ => return Err(a.unknown()),
         }
     }
     if !netns_dirs.is_empty() {
@@ -105,12 +121,14 @@ fn parse(args: &[String]) -> Result<Option<(Options, bool)>, String> {
     if !bin_dirs.is_empty() {
         o.cni_path = bin_dirs;
     }
-    Ok(Some((o, json)))
+    Ok(Parsed::Run((o, json)))
 }
 
+/// One finding per line: names taken from the node (a netns file name may hold a newline)
+/// are escaped so that they cannot start a line of their own.
 fn line(who: &str, f: &Finding) -> String {
-    format!(
-        "[{} {}] {}: {}, on {}. Expected: {}. Found: {}. What to do: {}\n",
+    let text = format!(
+        "[{} {}] {}: {}, on {}. Expected: {}. Found: {}. What to do: {}",
         f.severity.label(),
         f.check,
         who,
@@ -119,7 +137,8 @@ fn line(who: &str, f: &Finding) -> String {
         f.expected,
         f.found,
         f.remedy
-    )
+    );
+    format!("{}\n", escape_control(&text))
 }
 
 /// The text report: findings first (node, then pods), then the summary table.
@@ -166,7 +185,7 @@ pub fn render(r: &Report, prefix: &str) -> String {
                 p.host_veth,
                 status,
                 p.ips.join(","),
-                p.pod.as_deref().unwrap_or("?")
+                escape_control(p.pod.as_deref().unwrap_or("?"))
             ));
         }
     }

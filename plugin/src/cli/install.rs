@@ -2,18 +2,17 @@
 
 mod args;
 
+use super::grammar::usage_error;
 use crate::engine::install::{run_install, run_uninstall};
 use args::Parsed;
+use std::ffi::OsString;
 
-fn usage_error(cmd: &str, e: &str) -> i32 {
-    eprintln!("calico-preflight {cmd}: {e}\n  to fix: see `calico-preflight {cmd} --help`");
-    1
-}
+pub use args::{INSTALL_HELP, UNINSTALL_HELP};
 
-pub fn install_main(args: &[String]) -> i32 {
+pub fn install_main(args: Vec<OsString>) -> i32 {
     let opts = match args::parse_install(args) {
         Ok(Parsed::Help) => {
-            print!("{}", args::INSTALL_HELP);
+            print!("{INSTALL_HELP}");
             return 0;
         }
         Ok(Parsed::Run(o)) => o,
@@ -28,10 +27,10 @@ pub fn install_main(args: &[String]) -> i32 {
     }
 }
 
-pub fn uninstall_main(args: &[String]) -> i32 {
+pub fn uninstall_main(args: Vec<OsString>) -> i32 {
     let opts = match args::parse_uninstall(args) {
         Ok(Parsed::Help) => {
-            print!("{}", args::UNINSTALL_HELP);
+            print!("{UNINSTALL_HELP}");
             return 0;
         }
         Ok(Parsed::Run(o)) => o,

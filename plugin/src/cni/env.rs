@@ -119,6 +119,26 @@ impl Env {
     }
 }
 
+/// Escapes control characters (newline, carriage return, escape, ...) as Rust's `\n`, `\u{1b}`
+/// notation, leaving everything else as it is. Anything taken from the environment (CNI_ARGS,
+/// CNI_NETNS, CNI_PATH, file names on the node) passes through here on its way into a log line
+/// or a message a person reads, so that a `K8S_POD_NAME` holding a newline cannot forge a log
+/// line nor an escape sequence repaint a terminal.
+pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
@@ -282,6 +302,16 @@ mod tests {
         for good in ["eth0", "net1", "cali1234567890a"] {
             assert!(validate_ifname(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_control("web-0"), "web-0");
+        assert_eq!(
+            escape_control("a\nb\r\tc\u{1b}[31m"),
+            "a\\nb\\r\\tc\\u{1b}[31m"
+        );
+        assert_eq!(escape_control("naïve/ü"), "naïve/ü");
     }
 
     #[test]

@@ -53,11 +53,18 @@ impl CniError {
             #[serde(skip_serializing_if = "str::is_empty")]
             details: &'a str,
         }
+        // The one place messages leave the plugin: text from the environment inside them
+        // (CNI_NETNS, CNI_PATH, CNI_ARGS) reaches `kubectl describe pod` with its control
+        // characters escaped, one line as the runtime prints it.
+        let (msg, details) = (
+            super::env::escape_control(&self.msg),
+            super::env::escape_control(&self.details),
+        );
         let wire = Wire {
             cni_version,
             code: self.code.as_u32(),
-            msg: &self.msg,
-            details: &self.details,
+            msg: &msg,
+            details: &details,
         };
         // Serializing plain strings and integers cannot fail; keep a literal fallback anyway
         // so that an error is always printed.

@@ -1,11 +1,12 @@
-//! Flags of `install` and `uninstall`, parsed by hand (a dozen flags do not need a parser
-//! crate in a binary exec'd per pod start).
+//! Flags of `install` and `uninstall`, in the grammar every subcommand shares (`super::super::grammar`).
 
+use crate::cli::grammar::Args;
+pub use crate::cli::grammar::Parsed;
 use crate::config::Config;
 use crate::engine::install::conflist::{parse_entry, Position};
 use crate::engine::install::{Common, InstallOpts, UninstallOpts, DEFAULT_INTERVAL};
 use serde_json::{Map, Value};
-use std::path::PathBuf;
+use std::ffi::OsString;
 use std::time::Duration;
 
 pub const INSTALL_HELP: &str = "\
@@ -15,8 +16,8 @@ Usage: calico-preflight install [options]
 
   --cni-bin-dir DIR         copy the binary here (repeatable); default: the runtime's bin dirs
                             (containerd / CRI-O config), else /opt/cni/bin
-  --cni-conf-dir DIR        the CNI config dir holding Calico's conflist; default: the runtime's,
-                            else /etc/cni/net.d
+  --cni-conf-dir DIR        the CNI config dir holding Calico's conflist (also --conf-dir);
+                            default: the runtime's, else /etc/cni/net.d
   --position WHERE          after-calico (default): pod checks on Calico's result;
                             first: node checks before Calico runs; both
   --entry JSON              our entry, e.g. '{\"mode\": \"warn\", \"logFile\": \"/var/log/calico-preflight.log\"}'
@@ -36,7 +37,10 @@ The conf dir's files (*.conf, *.conflist, *.json) are read in lexical order like
 the first one holding a plugin of type \"calico\" is edited. A single-plugin .conf cannot chain:
 it is rewritten as <name>.conflist. Files are replaced atomically (temp file + rename); a run
 that has nothing to change writes nothing. Explicit flags win over the runtime's config.
-Exit status: 0 on success, 1 on error.
+Every option takes its value as `--flag VALUE` or `--flag=VALUE`.
+
+Exit status: 0 installed (or already in place; --watch: stopped by SIGTERM/SIGINT),
+1 refused or failed (the message says why and what to do), 64 usage error.
 ";
 
 pub const UNINSTALL_HELP: &str = "\
@@ -44,7 +48,8 @@ calico-preflight uninstall: remove our entries from the CNI conflists (and the b
 
 Usage: calico-preflight uninstall [options]
 
-  --cni-conf-dir DIR        the CNI config dir (default: the runtime's, else /etc/cni/net.d)
+  --cni-conf-dir DIR        the CNI config dir (also --conf-dir; default: the runtime's, else
+                            /etc/cni/net.d)
   --remove-binary           also delete calico-preflight from the CNI bin dir(s)
   --cni-bin-dir DIR         bin dir for --remove-binary (repeatable; default: the runtime's,
                             else /opt/cni/bin)
@@ -57,94 +62,28 @@ Usage: calico-preflight uninstall [options]
 
 Every entry of type \"calico-preflight\" is removed from every conflist in the conf dir; the
 rest of each file is kept as it is (a .conf that install turned into a .conflist stays one).
-Exit status: 0 on success, 1 on error.
+Every option takes its value as `--flag VALUE` or `--flag=VALUE`.
+
+Exit status: 0 removed (or nothing to remove), 1 refused or failed, 64 usage error.
 ";
 
 const MAX_INTERVAL_SECS: f64 = 86_400.0;
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Parsed<T> {
-    Help,
-    Run(T),
-}
-
-/// Splits `--flag=value` and hands out values for flags that take one.
-struct Args<'a> {
-    rest: std::slice::Iter<'a, String>,
-    pending: Option<String>,
-}
-
-impl<'a> Args<'a> {
-    fn new(args: &'a [String]) -> Self {
-        Args {
-            rest: args.iter(),
-            pending: None,
-        }
-    }
-    /// The next flag name, keeping an inline `=value` for [`Args::value`].
-    fn next_flag(&mut self) -> Result<Option<String>, String> {
-        if let Some(v) = self.pending.take() {
-            return Err(format!("unexpected value {v:?}"));
-        }
-        let Some(arg) = self.rest.next() else {
-            return Ok(None);
-        };
-        if !arg.starts_with('-') {
-            return Err(format!(
-                "unexpected argument {arg:?} (options start with --)"
-            ));
-        }
-        match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                self.pending = Some(value.to_string());
-                Ok(Some(flag.to_string()))
-            }
-            _ => Ok(Some(arg.clone())),
-        }
-    }
-    fn value(&mut self, flag: &str) -> Result<String, String> {
-        if let Some(v) = self.pending.take() {
-            return Ok(v);
-        }
-        self.rest
-            .next()
-            .cloned()
-            .ok_or_else(|| format!("{flag} needs a value"))
-    }
-    /// For flags without a value: `--dry-run=x` is a mistake, not a value to drop.
-    fn no_value(&mut self, flag: &str) -> Result<(), String> {
-        match self.pending.take() {
-            Some(v) => Err(format!("{flag} takes no value, found {v:?}")),
-            None => Ok(()),
-        }
-    }
-}
-
-fn dir_value(a: &mut Args, flag: &str) -> Result<PathBuf, String> {
-    let v = a.value(flag)?;
-    if v.is_empty() {
-        return Err(format!("{flag} needs a path, found an empty string"));
-    }
-    Ok(PathBuf::from(v))
-}
-
-/// Handles a flag both subcommands know; `Ok(false)` when it is not one of them.
+/// Handles a flag both subcommands (and doctor, for the dirs) know; `Ok(false)` when it is
+/// not one of them. `--conf-dir` is doctor's spelling of `--cni-conf-dir`: both work on both.
 fn common_flag(a: &mut Args, c: &mut Common, flag: &str) -> Result<bool, String> {
     match flag {
-        "--cni-bin-dir" => c.bin_dirs.push(dir_value(a, flag)?),
-        "--cni-conf-dir" => c.conf_dir = Some(dir_value(a, flag)?),
-        "--containerd-config" => c.containerd_config = Some(dir_value(a, flag)?),
-        "--crio-config" => c.crio_config = Some(dir_value(a, flag)?),
-        "--dry-run" => {
-            a.no_value(flag)?;
-            c.dry_run = true
-        }
+        "--cni-bin-dir" => c.bin_dirs.push(a.path()?),
+        "--cni-conf-dir" | "--conf-dir" => c.conf_dir = Some(a.path()?),
+        "--containerd-config" => c.containerd_config = Some(a.path()?),
+        "--crio-config" => c.crio_config = Some(a.path()?),
+        "--dry-run" => c.dry_run = true,
         _ => return Ok(false),
     }
     Ok(true)
 }
 
-pub fn parse_install(args: &[String]) -> Result<Parsed<InstallOpts>, String> {
+pub fn parse_install(args: Vec<OsString>) -> Result<Parsed<InstallOpts>, String> {
     let mut o = InstallOpts {
         common: Common::default(),
         position: Position::AfterCalico,
@@ -161,24 +100,21 @@ pub fn parse_install(args: &[String]) -> Result<Parsed<InstallOpts>, String> {
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--position" => {
-                let v = a.value(&flag)?;
+                let v = a.string()?;
                 o.position = Position::parse(&v).ok_or_else(|| {
                     format!("--position must be after-calico, first or both, found {v:?}")
                 })?;
             }
-            "--entry" => o.entry = Some(entry(&a.value(&flag)?)?),
-            "--watch" => {
-                a.no_value(&flag)?;
-                o.watch = true
-            }
-            "--interval" => o.interval = interval(&a.value(&flag)?)?,
+            "--entry" => o.entry = Some(entry(&a.string()?)?),
+            "--watch" => o.watch = true,
+            "--interval" => o.interval = interval(&a.string()?)?,
             "--watch-iterations" => {
-                let v = a.value(&flag)?;
+                let v = a.string()?;
                 o.watch_iterations = Some(v.parse().map_err(|_| {
                     format!("--watch-iterations must be a whole number, found {v:?}")
                 })?);
             }
-            _ => return Err(format!("unknown option {flag:?}")),
+            _ => return Err(a.unknown()),
         }
     }
     if o.watch && o.common.dry_run {
@@ -187,7 +123,7 @@ pub fn parse_install(args: &[String]) -> Result<Parsed<InstallOpts>, String> {
     Ok(Parsed::Run(o))
 }
 
-pub fn parse_uninstall(args: &[String]) -> Result<Parsed<UninstallOpts>, String> {
+pub fn parse_uninstall(args: Vec<OsString>) -> Result<Parsed<UninstallOpts>, String> {
     let mut o = UninstallOpts {
         common: Common::default(),
         remove_binary: false,
@@ -199,11 +135,8 @@ pub fn parse_uninstall(args: &[String]) -> Result<Parsed<UninstallOpts>, String>
         }
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
-            "--remove-binary" => {
-                a.no_value(&flag)?;
-                o.remove_binary = true
-            }
-            _ => return Err(format!("unknown option {flag:?}")),
+            "--remove-binary" => o.remove_binary = true,
+            _ => return Err(a.unknown()),
         }
     }
     Ok(Parsed::Run(o))
@@ -238,12 +171,14 @@ fn interval(v: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    fn s(args: &[&str]) -> Vec<String> {
-        args.iter().map(|a| a.to_string()).collect()
+    use std::path::PathBuf;
+
+    fn s(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
     }
 
     fn install(args: &[&str]) -> Result<InstallOpts, String> {
-        match parse_install(&s(args))? {
+        match parse_install(s(args))? {
             Parsed::Run(o) => Ok(o),
             Parsed::Help => Err("help".into()),
         }
@@ -301,18 +236,18 @@ mod tests {
             let e = install(args).unwrap_err();
             assert!(e.contains(want), "{args:?}: {e}");
         }
-        assert_eq!(parse_install(&s(&["-h"])), Ok(Parsed::Help));
+        assert_eq!(parse_install(s(&["-h"])), Ok(Parsed::Help));
     }
 
     #[test]
     fn uninstall_flags() {
-        let Ok(Parsed::Run(o)) = parse_uninstall(&s(&["--remove-binary", "--cni-conf-dir", "/x"]))
+        let Ok(Parsed::Run(o)) = parse_uninstall(s(&["--remove-binary", "--cni-conf-dir", "/x"]))
         else {
             panic!("parse failed");
         };
         assert!(o.remove_binary);
         assert_eq!(o.common.conf_dir, Some(PathBuf::from("/x")));
-        assert!(parse_uninstall(&s(&["--position", "first"])).is_err());
-        assert_eq!(parse_uninstall(&s(&["--help"])), Ok(Parsed::Help));
+        assert!(parse_uninstall(s(&["--position", "first"])).is_err());
+        assert_eq!(parse_uninstall(s(&["--help"])), Ok(Parsed::Help));
     }
 }
