@@ -18,8 +18,13 @@ Options:
   --netns-dir DIR           where pod namespaces are bind-mounted; repeatable
                             (default /run/netns and /var/run/netns)
   --no-proc-scan            do not look for pod namespaces through /proc/<pid>/ns/net
-  --conf-dir DIR            CNI config dir (default /etc/cni/net.d)
-  --cni-bin-dir DIR         the runtime's CNI bin dir; repeatable (default /opt/cni/bin)
+  --conf-dir DIR            CNI config dir (default: the runtime's, else /etc/cni/net.d)
+  --cni-bin-dir DIR         the runtime's CNI bin dir; repeatable (default: the runtime's,
+                            else /opt/cni/bin)
+  --containerd-config PATH  containerd's config (default /etc/containerd/config.toml, and
+                            k3s's and rke2's when present); none: do not read it
+  --crio-config PATH        CRI-O's config file or drop-in dir (default /etc/crio/crio.conf
+                            and /etc/crio/crio.conf.d); none: do not read it
   --search-bin-dir DIR      extra dir to look for misplaced plugin binaries; repeatable
   --iptables PATH           the node's iptables command (default /usr/sbin/iptables)
   --timeout-ms MS           bound on the kernel queries of each pod (default 2000)
@@ -87,6 +92,8 @@ fn parse(args: &[String]) -> Result<Option<(Options, bool)>, String> {
             "--cni-bin-dir" => bin_dirs.push(PathBuf::from(value(a)?)),
             "--search-bin-dir" => o.search_bin_dirs.push(PathBuf::from(value(a)?)),
             "--iptables" => o.iptables_command = PathBuf::from(value(a)?),
+            "--containerd-config" => o.containerd_config = Some(PathBuf::from(value(a)?)),
+            "--crio-config" => o.crio_config = Some(PathBuf::from(value(a)?)),
             "--timeout-ms" => {
                 let v = value(a)?;
                 let ms: u64 = v

@@ -18,8 +18,12 @@ pub struct CniFilesQuery {
     /// The network name the runtime passed (`name` in our stdin config); empty: the first file
     /// holding `our_type`, whatever its network (`doctor`, which has no runtime to ask).
     pub network_name: String,
-    /// Our own plugin `type` (as in our stdin config), to recognise our conflist.
+    /// Our own plugin `type` (as in our stdin config), to recognise our conflist, and to tell
+    /// our binary (installed by our installer) from Calico's in remedies.
     pub our_type: String,
+    /// When set, the conflist is the first file holding a plugin of this type instead of ours
+    /// (`doctor`: Calico's, "calico", whether or not our entry is installed there yet).
+    pub main_type: String,
     /// CNI_PATH, in order.
     pub cni_path: Vec<PathBuf>,
     /// Extra places to look for binaries missing from CNI_PATH (config `searchBinDirs`), searched
@@ -43,6 +47,8 @@ pub struct CniFiles {
     /// The network name and our type that were looked for (from the query), for messages.
     pub network_name: String,
     pub our_type: String,
+    /// The plugin type the conflist was recognised by (ours, or the query's `main_type`).
+    pub main_type: String,
     /// Why the conf dir could not be listed, if it exists but could not be.
     pub conf_dir_error: Option<String>,
     /// The conf dir does not exist (libcni treats that as "no files", not an error).
@@ -150,10 +156,16 @@ pub fn gather(q: &CniFilesQuery) -> CniFiles {
         }
         Err(e) => out.conf_dir_error = Some(e.to_string()),
     }
+    let wanted = if q.main_type.is_empty() {
+        &q.our_type
+    } else {
+        &q.main_type
+    };
+    out.main_type = wanted.clone();
     out.ours = out.files.iter().position(|f| {
         f.error.is_none()
             && (q.network_name.is_empty() || f.name.as_deref() == Some(q.network_name.as_str()))
-            && f.types.contains(&q.our_type)
+            && f.types.contains(wanted)
     });
     if let Some(i) = out.ours {
         out.binaries = needed_binaries(&out.files[i])
@@ -429,6 +441,7 @@ pub(crate) mod tests {
             our_type: US.into(),
             cni_path: vec![t.dir("opt-bin")],
             search_dirs: vec![t.dir("etc-bin")],
+            main_type: String::new(),
         }
     }
 
@@ -575,6 +588,22 @@ pub(crate) mod tests {
         let c = gather(&q);
         assert_eq!(c.ours, Some(0));
         assert!(!c.binaries.is_empty());
+    }
+
+    #[test]
+    fn a_main_type_finds_calicos_file_without_our_entry_and_keeps_our_type() {
+        let t = TempDir::new("cf-main");
+        let mut q = query(&t);
+        q.network_name.clear();
+        q.main_type = CAL.into();
+        write(
+            &q.conf_dir.join("10-calico.conflist"),
+            &calico_conflist().replace(&format!(r#",{{"type":"{US}"}}"#), ""),
+            0o644,
+        );
+        let c = gather(&q);
+        assert_eq!(c.ours, Some(0), "{c:?}");
+        assert_eq!((c.our_type.as_str(), c.main_type.as_str()), (US, CAL));
     }
 
     #[test]

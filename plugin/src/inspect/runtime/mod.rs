@@ -169,6 +169,15 @@ pub(crate) fn read_toml_file(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))
 }
 
+/// What `doctor` learnt about the runtime's CNI dirs, for the checks' remedies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeFacts {
+    /// The dirs checked and why each (flag, runtime config file and key, default).
+    pub dirs: Option<Dirs>,
+    /// A runtime config that exists but could not be read as the runtime reads it.
+    pub problem: Option<ConfigError>,
+}
+
 /// The dirs to use: explicit flags, else the runtimes' configs, else the CNI defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dirs {
