@@ -30,10 +30,7 @@ pub fn files(source: &Source) -> Result<Option<Vec<(String, String)>>, String> {
         }
     }
     if paths.is_empty() {
-        return match source {
-            Source::File(p) => Err(format!("{}: no config file there", p.display())),
-            _ => Ok(None),
-        };
+        return Ok(None);
     }
     paths
         .into_iter()

@@ -154,11 +154,11 @@ pub fn discover(containerd: &Source, crio: &Source) -> Result<Discovery, ConfigE
         Some(files) => d
             .runtimes
             .push(crio::dirs(&files).map_err(|e| failed("CRI-O", e))?),
-        None => {
-            if *crio == Source::Default {
-                d.looked_at.push(CRIO_CONFIG.to_string());
-            }
-        }
+        None => match crio {
+            Source::Default => d.looked_at.push(CRIO_CONFIG.to_string()),
+            Source::File(p) => d.looked_at.push(format!("{}/*", p.display())),
+            Source::Off => {}
+        },
     }
     Ok(d)
 }
