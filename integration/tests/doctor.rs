@@ -452,3 +452,21 @@ fn doctor_never_opens_fifos_or_device_nodes() {
     assert!(opened.is_empty(), "FIFOs opened for reading: {opened:?}");
     assert_eq!(events, 0, "a device node was opened");
 }
+
+/// An installed entry the plugin's own parser rejects fails every pod's ADD: doctor says so
+/// instead of guessing what ADD would decide.
+#[test]
+fn doctor_refuses_an_installed_entry_that_add_refuses() {
+    let n = node(&[&[]]);
+    let list = json!({"name": "k8s-pod-network", "cniVersion": "1.0.0", "plugins": [
+        {"type": "calico", "ipam": {"type": "calico-ipam"}}, {"type": "calico-preflight", "mode": "loud"}]});
+    std::fs::write(n.conf_dir.join("10-calico.conflist"), list.to_string()).expect("conflist");
+    let run = doctor(&n, &[]);
+    assert_eq!(run.status, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("mode must be"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ADD fails every pod on this node"),
+        "{}",
+        run.stderr
+    );
+}

@@ -167,10 +167,12 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
         ..CniFilesQuery::default()
     });
     let cfg = match installed_entry(&files) {
-        Some((path, entry)) => Config::from_json(&entry).map_err(|e| InspectError::Decode {
+        // ADD fails every pod with this config: doctor cannot say what ADD would decide.
+        Some((path, entry)) => Config::from_json(&entry).map_err(|e| InspectError::Io {
             what: format!("use calico-preflight's entry in {}", path.display()),
             detail: format!(
-                "{}: ADD fails every pod on this node with this error; fix the entry (calico-preflight                  install --entry '{{...}}' replaces it)",
+                "{} (ADD fails every pod on this node with this error); fix the entry, e.g. \
+                 calico-preflight install --entry '{{...}}' replaces it",
                 e.msg
             ),
         })?,

@@ -117,7 +117,7 @@ impl std::fmt::Display for ConfigError {
 /// first one's conf dir (see [`pick`]).
 pub fn discover(containerd: &Source, crio: &Source) -> Result<Discovery, ConfigError> {
     let mut d = Discovery::default();
-    let fix = "fix the file (the runtime refuses it too), or pass the CNI bin and conf dirs as flags so it is not read";
+    let fix = "fix the file, or pass the CNI bin and conf dirs as flags so it is not read";
     let failed = |runtime: &str, e: String| ConfigError {
         what: format!("cannot read {runtime}'s config as {runtime} does: {e}"),
         remedy: fix.into(),
