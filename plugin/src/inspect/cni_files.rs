@@ -16,7 +16,8 @@ pub const MAX_CONF_FILES: usize = 256;
 pub struct CniFilesQuery {
     pub conf_dir: PathBuf,
     /// The network name the runtime passed (`name` in our stdin config); empty: the first file
-    /// holding `our_type`, whatever its network (`doctor`, which has no runtime to ask).
+    /// holding `our_type` (or `main_type`), whatever its network (`doctor`, which has no
+    /// runtime to ask).
     pub network_name: String,
     /// Our own plugin `type` (as in our stdin config), to recognise our conflist, and to tell
     /// our binary (installed by our installer) from Calico's in remedies.

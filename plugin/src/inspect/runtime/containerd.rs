@@ -13,7 +13,9 @@
 //!   used; both set otherwise: containerd refuses the config.
 //!
 //! For containerd 1.x (config versions 1 and 2) this gives the same dirs: `bin_dir` and
-//! `conf_dir` of the version's own table.
+//! `conf_dir` of the version's own table. One difference is not modelled: 1.x's mergeConfig
+//! (services/server/config/config.go at v1.7) replaced a whole plugin table from an import
+//! instead of merging it by key; which containerd runs cannot be told from its files.
 
 use super::tree::{self, Node, Table};
 use super::{Picked, RuntimeDirs, DEFAULT_BIN_DIR, DEFAULT_CONF_DIR};
