@@ -191,6 +191,7 @@ fn node_findings(call: &Call, want_v6: bool) -> Result<Vec<Finding>, CniError> {
             our_type: conf.plugin_type.clone(),
             cni_path: env.path.iter().map(PathBuf::from).collect(),
             search_dirs: cfg.search_bin_dirs.clone(),
+            ..CniFilesQuery::default()
         },
         iptables_command: cfg.iptables_command.clone(),
         want_v6,

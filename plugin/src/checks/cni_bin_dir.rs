@@ -5,38 +5,84 @@
 
 use super::{CheckId, Finding, NodeFacts, Severity};
 use crate::inspect::cni_files::{BinCandidate, BinLookup, BinState, CniFiles, ConfFile};
+use crate::inspect::runtime::{ConfigError, Dirs};
 use std::path::Path;
 
 /// How many conf dir files the "network not found" finding lists before "and N more".
 const MAX_LISTED: usize = 8;
 
 pub fn check(f: &NodeFacts) -> Vec<Finding> {
+    let mut out: Vec<Finding> = f
+        .runtime
+        .as_ref()
+        .and_then(|r| r.problem.as_ref())
+        .map(runtime_config_unreadable)
+        .into_iter()
+        .collect();
     let Some(cni) = &f.cni else {
-        return vec![];
+        return out;
     };
+    let dirs = f.runtime.as_ref().and_then(|r| r.dirs.as_ref());
     let Some(ours) = cni.ours.and_then(|i| cni.files.get(i)) else {
-        return network_not_found(cni).into_iter().collect();
+        out.extend(network_not_found(cni, dirs));
+        return out;
     };
-    cni.binaries
+    out.extend(
+        cni.binaries
+            .iter()
+            .filter_map(|b| binary_finding(cni, dirs, &ours.path, b)),
+    );
+    out
+}
+
+/// The runtime's config exists but the runtime would refuse it (or it cannot be read): the
+/// dirs checked are then the defaults, which may not be the runtime's.
+fn runtime_config_unreadable(e: &ConfigError) -> Finding {
+    Finding::new(
+        CheckId::CniBinDir,
+        "the container runtime's config",
+        "it cannot be read as the runtime reads it, so the CNI dirs checked are the defaults",
+        "a config the runtime accepts, naming its CNI bin and conf dirs",
+        e.what.clone(),
+        format!(
+            "{}; meanwhile pass doctor --cni-bin-dir and --conf-dir with the runtime's dirs",
+            e.remedy
+        ),
+    )
+    .at(Severity::Warn)
+}
+
+/// "bin dir /usr/lib/cni (from /etc/containerd/config.toml plugins...cni.bin_dir)": where
+/// the dirs checked came from, when a runtime config or a flag set them.
+fn dirs_origin(dirs: Option<&Dirs>) -> Option<String> {
+    let d = dirs?;
+    let parts: Vec<String> = d
+        .bin
         .iter()
-        .filter_map(|b| binary_finding(cni, &ours.path, b))
-        .collect()
+        .map(|b| format!("{} ({})", b.dir.display(), b.why))
+        .collect();
+    Some(parts.join(", "))
 }
 
 /// A warning when the conf dir exists but holds no file with our network: the binaries cannot
 /// be checked. A missing conf dir is no finding (the plugin run by hand, or from elsewhere).
-fn network_not_found(cni: &CniFiles) -> Option<Finding> {
+fn network_not_found(cni: &CniFiles, dirs: Option<&Dirs>) -> Option<Finding> {
     if cni.conf_dir_missing {
         return None;
     }
     let dir = cni.conf_dir.display();
     // `doctor` looks for Calico's file by plugin type alone, with no network name.
+    let ty = if cni.main_type.is_empty() {
+        &cni.our_type
+    } else {
+        &cni.main_type
+    };
     let wanted = if cni.network_name.is_empty() {
-        format!("a config file in {dir} listing type {}", cni.our_type)
+        format!("a config file in {dir} listing type {ty}")
     } else {
         format!(
-            "a config file in {dir} named {:?} listing type {}",
-            cni.network_name, cni.our_type
+            "a config file in {dir} named {:?} listing type {ty}",
+            cni.network_name
         )
     };
     let (problem, found) = match &cni.conf_dir_error {
@@ -46,11 +92,11 @@ fn network_not_found(cni: &CniFiles) -> Option<Finding> {
         ),
         None => (
             if cni.network_name.is_empty() {
-                format!("no config file there has a {} plugin", cni.our_type)
+                format!("no config file there has a {ty} plugin")
             } else {
                 format!(
-                    "no config file there holds network {:?} with a {} plugin",
-                    cni.network_name, cni.our_type
+                    "no config file there holds network {:?} with a {ty} plugin",
+                    cni.network_name
                 )
             },
             files_summary(cni),
@@ -62,8 +108,11 @@ fn network_not_found(cni: &CniFiles) -> Option<Finding> {
             format!("CNI conf dir {dir}"),
             problem,
             format!("{wanted}, whose binaries can then be checked"),
-            found,
-            "if the runtime reads another dir (containerd: plugins.\"io.containerd.grpc.v1.cri\".cni.conf_dir, \
+            match dirs {
+                Some(d) => format!("{found} (conf dir {})", d.conf.why),
+                None => found,
+            },
+            "if the runtime reads another dir (containerd: conf_dir in its cni table, \
              CRI-O: network_dir), set \"confDir\" to it in this plugin's config (doctor: --conf-dir); if the plugin is run by hand \
              or from a conflist elsewhere, set \"checks\": {\"cni-bin-dir\": \"off\"}",
         )
@@ -109,7 +158,12 @@ pub(crate) fn file_name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-fn binary_finding(cni: &CniFiles, conflist: &Path, b: &BinLookup) -> Option<Finding> {
+fn binary_finding(
+    cni: &CniFiles,
+    rt_dirs: Option<&Dirs>,
+    conflist: &Path,
+    b: &BinLookup,
+) -> Option<Finding> {
     let dirs = if cni.cni_path.is_empty() {
         "the CNI_PATH dirs (CNI_PATH is empty)".to_string()
     } else {
@@ -221,11 +275,21 @@ fn binary_finding(cni: &CniFiles, conflist: &Path, b: &BinLookup) -> Option<Find
                 .first()
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|| "the runtime's bin dir".into());
+            let set_it = match rt_dirs.and_then(|d| d.bin.iter().find_map(|p| p.origin.as_ref())) {
+                Some(o) => format!("{} in {}", o.key, o.file),
+                None => format!(
+                    "containerd: {} (config version 3 and later) or plugins.\"io.containerd.grpc.v1.cri\".cni.bin_dir \
+                     (version 2), CRI-O: plugin_dirs",
+                    crate::inspect::runtime::containerd::bin_dirs_key()
+                ),
+            };
+            if let Some(origin) = dirs_origin(rt_dirs) {
+                found.push(format!("the runtime's CNI bin dirs: {origin}"));
+            }
             format!(
-                "the runtime looks only in CNI_PATH, but the binary is in {real_dir} (as after switching from \
+                "the runtime looks only in its CNI bin dirs, but the binary is in {real_dir} (as after switching from \
                  dockershim, which used kubelet's --cni-bin-dir, to containerd or CRI-O). Either symlink it in \
-                 (ln -s {} {in_dir}), or point the runtime's CNI bin dir at {real_dir} (containerd: \
-                 plugins.\"io.containerd.grpc.v1.cri\".cni.bin_dir, CRI-O: plugin_dirs) and restart it, or change \
+                 (ln -s {} {in_dir}), or add {real_dir} to the runtime's CNI bin dirs ({set_it}) and restart it, or change \
                  Calico's install path (the calico-node DaemonSet's cni-bin-dir hostPath volume) to {runtime_dir}",
                 real.path.display()
             )
@@ -379,6 +443,83 @@ mod tests {
         assert!(f[0].remedy.contains("calico-preflight install"));
     }
 
+    /// doctor's view: Calico's conflist found by Calico's type, our type still ours, so each
+    /// missing binary is sent to the installer that puts it there.
+    #[test]
+    fn doctor_sends_each_missing_binary_to_its_own_installer() {
+        let mut fx = facts(vec![
+            lookup("calico", vec![], vec![]),
+            lookup("calico-preflight", vec![], vec![]),
+        ]);
+        let cni = fx.cni.as_mut().unwrap();
+        cni.network_name.clear();
+        cni.main_type = "calico".into();
+        let f = check(&fx);
+        assert_eq!(f.len(), 2);
+        assert!(
+            f[0].remedy.starts_with("Calico's install-cni"),
+            "{}",
+            f[0].remedy
+        );
+        assert!(
+            f[1].remedy.starts_with("calico-preflight's installer"),
+            "{}",
+            f[1].remedy
+        );
+    }
+
+    #[test]
+    fn the_remedy_names_the_runtime_config_key_that_set_the_dir() {
+        use crate::inspect::runtime::{Origin, Picked, RuntimeFacts};
+        let mut fx = facts(vec![lookup(
+            "calico",
+            vec![],
+            vec![cand(ETC, BinState::Executable)],
+        )]);
+        let origin = Origin {
+            file: "/etc/containerd/config.toml".into(),
+            key: "plugins.\"io.containerd.grpc.v1.cri\".cni.bin_dir".into(),
+        };
+        fx.runtime = Some(RuntimeFacts {
+            dirs: Some(Dirs {
+                bin: vec![Picked {
+                    dir: "/opt/cni/bin".into(),
+                    why: format!("from {origin}"),
+                    origin: Some(origin),
+                }],
+                conf: Picked {
+                    dir: "/etc/cni/net.d".into(),
+                    why: "default".into(),
+                    origin: None,
+                },
+                notes: vec![],
+            }),
+            problem: None,
+        });
+        let f = check(&fx);
+        assert!(
+            f[0].remedy.contains(
+                "add /etc/cni/bin to the runtime's CNI bin dirs (plugins.\"io.containerd.grpc.v1.cri\".cni.bin_dir in /etc/containerd/config.toml)"
+            ),
+            "{}",
+            f[0].remedy
+        );
+        assert!(
+            f[0].found
+                .contains("/opt/cni/bin (from /etc/containerd/config.toml"),
+            "{}",
+            f[0].found
+        );
+        fx.runtime.as_mut().unwrap().problem = Some(ConfigError {
+            what: "cannot read containerd's config: duplicate key".into(),
+            remedy: "fix the file".into(),
+        });
+        let f = check(&fx);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].severity, Severity::Warn);
+        assert_eq!(f[0].found, "cannot read containerd's config: duplicate key");
+    }
+
     #[test]
     fn not_executable_has_its_own_finding_even_when_a_later_dir_has_one() {
         let f = check(&facts(vec![lookup(
@@ -490,6 +631,7 @@ mod tests {
             our_type: "cpt-us".into(),
             cni_path: vec![opt.clone()],
             search_dirs: vec![etc.clone()],
+            main_type: String::new(),
         };
         let f = check(&NodeFacts {
             cni: Some(gather(&q)),

@@ -12,6 +12,7 @@ pub mod host_route;
 pub mod host_rp_filter;
 pub mod host_veth;
 pub mod host_veth_mac;
+pub mod host_veth_peer;
 pub mod ip_conflict;
 pub mod iptables_backend;
 pub mod pod_arp;
@@ -255,6 +256,23 @@ fn apply(
         Some(sev) => f.at(sev),
         None => f,
     }));
+}
+
+type VethCheck = fn(&crate::inspect::Link) -> Vec<Finding>;
+
+/// `doctor`'s checks of a host veth whose pod namespace was not found (no pod facts exist).
+pub const UNPAIRED_VETH_CHECKS: &[(CheckId, VethCheck)] =
+    &[(CheckId::HostVeth, host_veth_peer::check)];
+
+pub fn run_unpaired_veth_checks(
+    veth: &crate::inspect::Link,
+    overrides: impl Fn(CheckId) -> Option<Severity>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (id, check) in UNPAIRED_VETH_CHECKS {
+        apply(&mut out, *id, &overrides, || check(veth));
+    }
+    out
 }
 
 type NodeCheck = Check<NodeFacts>;

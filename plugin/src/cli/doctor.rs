@@ -22,13 +22,15 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
   --netns-dir DIR           where pod namespaces are bind-mounted; repeatable
                             (default /run/netns and /var/run/netns)
   --no-proc-scan            do not look for pod namespaces through /proc/<pid>/ns/net
-  --cni-conf-dir DIR        CNI config dir (also --conf-dir; default /etc/cni/net.d)
-  --cni-bin-dir DIR         the runtime's CNI bin dir; repeatable (default /opt/cni/bin)
+  --cni-conf-dir DIR        CNI config dir (also --conf-dir; default: the runtime's, else
+                            /etc/cni/net.d)
+  --cni-bin-dir DIR         the runtime's CNI bin dir; repeatable (default: the runtime's,
+                            else /opt/cni/bin)
   --search-bin-dir DIR      extra dir to look for misplaced plugin binaries; repeatable
-  --containerd-config PATH  containerd's config (default /etc/containerd/config.toml);
-                            none: do not read it
-  --crio-config PATH        CRI-O's config file or drop-in dir (default /etc/crio/crio.conf and
-                            /etc/crio/crio.conf.d/*.conf); none: do not read it
+  --containerd-config PATH  containerd's config (default /etc/containerd/config.toml, and
+                            k3s's and rke2's when present); none: do not read it
+  --crio-config PATH        CRI-O's config file or drop-in dir (default /etc/crio/crio.conf
+                            and every file under /etc/crio/crio.conf.d); none: do not read it
   --iptables PATH           the node's iptables command (default /usr/sbin/iptables)
   --timeout-ms MS           bound on the kernel queries of each pod (default 2000)
   -h, --help                this text

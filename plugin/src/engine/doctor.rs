@@ -1,9 +1,14 @@
 //! `doctor`: every Calico pod on this node checked from the host, plus the node checks once;
 //! the seed's troubleshooting list worked through by a program.
 
-use crate::checks::{run_node_checks, run_pod_checks, CheckId, Finding, PodFacts, Severity};
-use crate::inspect::cni_files::CniFilesQuery;
+use crate::checks::{
+    run_node_checks, run_pod_checks, run_unpaired_veth_checks, CheckId, Finding, PodFacts, Severity,
+};
+use crate::config::Config;
+use crate::engine::install::conflist::OUR_TYPE;
+use crate::inspect::cni_files::{self, CniFilesQuery};
 use crate::inspect::netlink::Netlink;
+use crate::inspect::runtime::{self, Dirs, RuntimeFacts, Source};
 use crate::inspect::scan::{self, NetnsRef};
 use crate::inspect::{self, netns, node, Deadline, InspectError, PodInterface, Target};
 use ipnetwork::IpNetwork;
@@ -19,17 +24,24 @@ pub struct Options {
     pub netns_dirs: Vec<PathBuf>,
     /// Also find pod namespaces through /proc/<pid>/ns/net.
     pub scan_procs: bool,
-    /// Bound on the kernel queries of each pod (and of the node checks).
+    /// Bound on the kernel queries of each pod (and of the node checks). At its default, our
+    /// installed entry's `timeoutMs` applies, as in ADD.
     pub timeout: Duration,
+    /// The CNI conf dir; empty: the runtime's (from its config), else /etc/cni/net.d.
     pub conf_dir: PathBuf,
+    /// The runtime's CNI bin dirs; empty: from its config, else /opt/cni/bin.
     pub cni_path: Vec<PathBuf>,
+    /// Searched for misplaced binaries, besides our installed entry's `searchBinDirs`.
     pub search_bin_dirs: Vec<PathBuf>,
+    /// At its default, our installed entry's `iptablesCommand` applies, as in ADD.
     pub iptables_command: PathBuf,
     /// The `type` of the plugin whose conflist is checked for binaries (Calico's).
     pub main_plugin: String,
-    /// containerd's config file (`None`: do not read it).
+    /// containerd's config file (`None` or `none`: do not read it). At the default, k3s's and
+    /// rke2's locations are read too when present, and a missing file is no error.
     pub containerd_config: Option<PathBuf>,
-    /// CRI-O's config file or drop-in dir (`None`: do not read it).
+    /// CRI-O's config file or drop-in dir (`None` or `none`: do not read it). At the default,
+    /// /etc/crio/crio.conf.d is read too.
     pub crio_config: Option<PathBuf>,
 }
 
@@ -40,13 +52,13 @@ impl Default for Options {
             netns_dirs: vec![PathBuf::from("/run/netns"), PathBuf::from("/var/run/netns")],
             scan_procs: true,
             timeout: Duration::from_secs(2),
-            conf_dir: PathBuf::from("/etc/cni/net.d"),
-            cni_path: vec![PathBuf::from("/opt/cni/bin")],
+            conf_dir: PathBuf::new(),
+            cni_path: vec![],
             search_bin_dirs: vec![],
             iptables_command: PathBuf::from("/usr/sbin/iptables"),
             main_plugin: "calico".into(),
-            containerd_config: Some(PathBuf::from("/etc/containerd/config.toml")),
-            crio_config: Some(PathBuf::from("/etc/crio/crio.conf")),
+            containerd_config: Some(PathBuf::from(runtime::CONTAINERD_CONFIG)),
+            crio_config: Some(PathBuf::from(runtime::CRIO_CONFIG)),
         }
     }
 }
@@ -100,8 +112,110 @@ pub struct Report {
     pub exit_code: i32,
 }
 
+/// What doctor checks with: the runtime's dirs and our installed entry's settings, so that its
+/// verdict on a pod is ADD's.
+struct Setup {
+    dirs: Dirs,
+    runtime: RuntimeFacts,
+    cfg: Config,
+    timeout: Duration,
+    iptables_command: PathBuf,
+    search_dirs: Vec<PathBuf>,
+}
+
+impl Setup {
+    fn overrides(&self) -> impl Fn(CheckId) -> Option<Severity> + '_ {
+        |id| self.cfg.severity_override(id)
+    }
+}
+
+/// A flag left at its default gives way to the installed entry's value.
+fn source_of(flag: &Option<PathBuf>, default: &str) -> Source {
+    match flag {
+        None => Source::Off,
+        Some(p) if p.as_path() == std::path::Path::new(default) => Source::Default,
+        Some(p) => Source::from_flag(Some(p)),
+    }
+}
+
+fn setup(o: &Options) -> Result<Setup, InspectError> {
+    let conf_flag = (!o.conf_dir.as_os_str().is_empty()).then_some(o.conf_dir.as_path());
+    let need_runtime = o.cni_path.is_empty() || conf_flag.is_none();
+    let mut rt = RuntimeFacts::default();
+    let found = if need_runtime {
+        runtime::discover(
+            &source_of(&o.containerd_config, runtime::CONTAINERD_CONFIG),
+            &source_of(&o.crio_config, runtime::CRIO_CONFIG),
+        )
+        .unwrap_or_else(|e| {
+            // The cni-bin-dir check reports it; the defaults are checked meanwhile.
+            rt.problem = Some(e);
+            runtime::Discovery::default()
+        })
+    } else {
+        runtime::Discovery::default()
+    };
+    let dirs = runtime::pick(&o.cni_path, conf_flag, &found.runtimes, &found.looked_at);
+    rt.dirs = Some(dirs.clone());
+
+    // Our entry in Calico's conflist, parsed by the plugin's own parser: its severities and
+    // settings are the ones ADD runs with.
+    let files = cni_files::gather(&CniFilesQuery {
+        conf_dir: dirs.conf.dir.clone(),
+        our_type: OUR_TYPE.into(),
+        main_type: o.main_plugin.clone(),
+        ..CniFilesQuery::default()
+    });
+    let cfg = match installed_entry(&files) {
+        // ADD fails every pod with this config: doctor cannot say what ADD would decide.
+        Some((path, entry)) => Config::from_json(&entry).map_err(|e| InspectError::Io {
+            what: format!("use calico-preflight's entry in {}", path.display()),
+            detail: format!(
+                "{} (ADD fails every pod on this node with this error); fix the entry, e.g. \
+                 calico-preflight install --entry '{{...}}' replaces it",
+                e.msg
+            ),
+        })?,
+        None => Config::default(),
+    };
+    let defaults = Options::default();
+    let timeout = if o.timeout == defaults.timeout {
+        cfg.timeout
+    } else {
+        o.timeout
+    };
+    let iptables_command = if o.iptables_command == defaults.iptables_command {
+        cfg.iptables_command.clone()
+    } else {
+        o.iptables_command.clone()
+    };
+    let mut search_dirs = o.search_bin_dirs.clone();
+    search_dirs.extend(cfg.search_bin_dirs.iter().cloned());
+    Ok(Setup {
+        dirs,
+        runtime: rt,
+        cfg,
+        timeout,
+        iptables_command,
+        search_dirs,
+    })
+}
+
+/// The first plugin entry of our type in Calico's conflist, with the file's path.
+fn installed_entry(
+    files: &cni_files::CniFiles,
+) -> Option<(PathBuf, serde_json::Map<String, serde_json::Value>)> {
+    let f = files.files.get(files.ours?)?;
+    let entry = f
+        .plugins
+        .iter()
+        .find(|p| p.get("type").and_then(|t| t.as_str()) == Some(OUR_TYPE))?;
+    Some((f.path.clone(), entry.clone()))
+}
+
 pub fn run(o: &Options) -> Result<Report, InspectError> {
-    let mut nl = Netlink::open(Deadline::after(o.timeout))?;
+    let s = setup(o)?;
+    let mut nl = Netlink::open(Deadline::after(s.timeout))?;
     let veths = scan::host_veths(&mut nl, &o.prefixes)?;
     let candidates = scan::candidate_netns(&o.netns_dirs, o.scan_procs);
     let by_id = scan::by_nsid(&mut nl, candidates)?;
@@ -121,7 +235,7 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     let peers: Vec<u32> = found.iter().map(|(_, p)| *p).collect();
     let mut views = netns::in_each_netns(
         found.into_iter().map(|(p, _)| p).collect(),
-        o.timeout,
+        s.timeout,
         move |i, deadline| inspect::pod_view(&PodInterface::Index(peers[i]), deadline),
     )
     .into_iter();
@@ -133,12 +247,12 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
             (Some(_), Some(_)) => views.next(),
             _ => None,
         };
-        nl.set_deadline(Deadline::after(o.timeout));
-        let report = pod_report(&mut nl, veth, ns, view)?;
+        nl.set_deadline(Deadline::after(s.timeout));
+        let report = pod_report(&mut nl, veth, ns, view, &s)?;
         want_v6 |= report.ips.iter().any(|i| i.contains(':'));
         pods.push(report);
     }
-    let node = node_findings(o, want_v6)?;
+    let node = node_findings(o, &s, want_v6)?;
     Ok(summarize(node, pods))
 }
 
@@ -149,6 +263,7 @@ fn pod_report(
     veth: inspect::Link,
     ns: Option<NetnsRef>,
     view: Option<PodOutcome>,
+    s: &Setup,
 ) -> Result<PodReport, InspectError> {
     let mut report = PodReport {
         host_veth: veth.name.clone(),
@@ -159,22 +274,7 @@ fn pod_report(
         findings: vec![],
     };
     let (Some(ns), Some(view)) = (ns, view) else {
-        report.findings.push(
-            Finding::new(
-                CheckId::HostVeth,
-                format!("host veth {}", veth.name),
-                "the pod namespace at the other end of the veth was not found",
-                "a network namespace bind-mounted under /run/netns or held by a process",
-                match (veth.kind.as_deref(), veth.peer_netnsid) {
-                    (Some("veth"), Some(id)) => format!("peer in namespace id {id}, which no mount or process here holds"),
-                    (Some("veth"), None) => "its peer is in this (the host) namespace".into(),
-                    (kind, _) => format!("not a veth (kind {})", kind.unwrap_or("none")),
-                },
-                "a leftover of a pod whose sandbox is gone (delete the interface if no pod uses it), or \
-                 the runtime mounts namespaces elsewhere: pass --netns-dir",
-            )
-            .at(Severity::Warn),
-        );
+        report.findings = run_unpaired_veth_checks(&veth, s.overrides());
         return Ok(report);
     };
     let pod = match view {
@@ -218,26 +318,28 @@ fn pod_report(
     };
     report.interface = ifname;
     report.ips = target.pod_ips.iter().map(|i| i.to_string()).collect();
-    report.findings = run_pod_checks(&facts, |_| None);
+    report.findings = run_pod_checks(&facts, s.overrides());
     Ok(report)
 }
 
-fn node_findings(o: &Options, want_v6: bool) -> Result<Vec<Finding>, InspectError> {
-    // The network whose binaries matter is the one holding the main plugin (Calico's).
+fn node_findings(o: &Options, s: &Setup, want_v6: bool) -> Result<Vec<Finding>, InspectError> {
+    // The binaries that matter are those of Calico's conflist, whatever its network is called;
+    // CNI_PATH is what the runtime passes: its bin dirs.
     let q = node::NodeQuery {
         files: CniFilesQuery {
-            conf_dir: o.conf_dir.clone(),
-            // Calico's conflist, whatever its network is called.
+            conf_dir: s.dirs.conf.dir.clone(),
             network_name: String::new(),
-            our_type: o.main_plugin.clone(),
-            cni_path: o.cni_path.clone(),
-            search_dirs: o.search_bin_dirs.clone(),
+            our_type: OUR_TYPE.into(),
+            main_type: o.main_plugin.clone(),
+            cni_path: s.dirs.bin.iter().map(|b| b.dir.clone()).collect(),
+            search_dirs: s.search_dirs.clone(),
         },
-        iptables_command: o.iptables_command.clone(),
+        iptables_command: s.iptables_command.clone(),
         want_v6,
     };
-    let facts = node::gather(&q, Deadline::after(o.timeout))?;
-    Ok(run_node_checks(&facts, |_| None))
+    let mut facts = node::gather(&q, Deadline::after(s.timeout))?;
+    facts.runtime = Some(s.runtime.clone());
+    Ok(run_node_checks(&facts, s.overrides()))
 }
 
 fn summarize(node: Vec<Finding>, pods: Vec<PodReport>) -> Report {

@@ -2,30 +2,29 @@
 //! plugin binaries a conflist needs really are. Read-only.
 
 use serde_json::Value;
-use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Directory entries looked at in the conf dir: a bound on work, far above any real node.
-pub const MAX_DIR_ENTRIES: usize = 4096;
+use super::runtime::conf_dir;
+pub use super::runtime::conf_dir::{MAX_CONF_BYTES, MAX_DIR_ENTRIES};
 /// Config files parsed (the first ones in lexical order, the ones a runtime would use).
 pub const MAX_CONF_FILES: usize = 256;
-/// Config files larger than this are recorded as errors without being read.
-pub const MAX_CONF_BYTES: u64 = 1 << 20;
-/// The extensions runtimes read, as in libcni's `ConfFiles(dir, [".conf", ".conflist", ".json"])`.
-const EXTENSIONS: &[&str] = &["conf", "conflist", "json"];
 
 /// What to look for.
 #[derive(Debug, Clone, Default)]
 pub struct CniFilesQuery {
     pub conf_dir: PathBuf,
     /// The network name the runtime passed (`name` in our stdin config); empty: the first file
-    /// holding `our_type`, whatever its network (`doctor`, which has no runtime to ask).
+    /// holding `our_type` (or `main_type`), whatever its network (`doctor`, which has no
+    /// runtime to ask).
     pub network_name: String,
-    /// Our own plugin `type` (as in our stdin config), to recognise our conflist.
+    /// Our own plugin `type` (as in our stdin config), to recognise our conflist, and to tell
+    /// our binary (installed by our installer) from Calico's in remedies.
     pub our_type: String,
+    /// When set, the conflist is the first file holding a plugin of this type instead of ours
+    /// (`doctor`: Calico's, "calico", whether or not our entry is installed there yet).
+    pub main_type: String,
     /// CNI_PATH, in order.
     pub cni_path: Vec<PathBuf>,
     /// Extra places to look for binaries missing from CNI_PATH (config `searchBinDirs`), searched
@@ -49,6 +48,8 @@ pub struct CniFiles {
     /// The network name and our type that were looked for (from the query), for messages.
     pub network_name: String,
     pub our_type: String,
+    /// The plugin type the conflist was recognised by (ours, or the query's `main_type`).
+    pub main_type: String,
     /// Why the conf dir could not be listed, if it exists but could not be.
     pub conf_dir_error: Option<String>,
     /// The conf dir does not exist (libcni treats that as "no files", not an error).
@@ -148,22 +149,24 @@ pub fn gather(q: &CniFilesQuery) -> CniFiles {
         cni_path: q.cni_path.clone(),
         ..CniFiles::default()
     };
-    match conf_file_names(&q.conf_dir) {
+    match conf_dir::list(&q.conf_dir, MAX_CONF_FILES) {
         Ok(None) => out.conf_dir_missing = true,
-        Ok(Some((names, truncated))) => {
-            out.truncated = truncated || names.len() > MAX_CONF_FILES;
-            out.files = names
-                .into_iter()
-                .take(MAX_CONF_FILES)
-                .map(|n| read_conf_file(q.conf_dir.join(n)))
-                .collect();
+        Ok(Some(listing)) => {
+            out.truncated = listing.truncated;
+            out.files = listing.entries.into_iter().map(conf_file).collect();
         }
         Err(e) => out.conf_dir_error = Some(e.to_string()),
     }
+    let wanted = if q.main_type.is_empty() {
+        &q.our_type
+    } else {
+        &q.main_type
+    };
+    out.main_type = wanted.clone();
     out.ours = out.files.iter().position(|f| {
         f.error.is_none()
             && (q.network_name.is_empty() || f.name.as_deref() == Some(q.network_name.as_str()))
-            && f.types.contains(&q.our_type)
+            && f.types.contains(wanted)
     });
     if let Some(i) = out.ours {
         out.binaries = needed_binaries(&out.files[i])
@@ -174,49 +177,13 @@ pub fn gather(q: &CniFilesQuery) -> CniFiles {
     out
 }
 
-/// Config file names in `dir`, sorted as libcni sorts them (bytewise); `None` when the dir
-/// does not exist. The bool says the listing stopped at MAX_DIR_ENTRIES.
-fn conf_file_names(dir: &Path) -> std::io::Result<Option<(Vec<OsString>, bool)>> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut names = Vec::new();
-    let mut truncated = false;
-    for (i, entry) in rd.enumerate() {
-        if i >= MAX_DIR_ENTRIES {
-            truncated = true;
-            break;
-        }
-        let entry = entry?;
-        // Like ConfFiles: skip directories (not symlinks to them), keep the rest by extension.
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let name = entry.file_name();
-        if has_conf_extension(&name) {
-            names.push(name);
-        }
-    }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(Some((names, truncated)))
-}
-
-/// Go's `filepath.Ext`: the suffix from the last dot, so ".conf" alone counts too.
-fn has_conf_extension(name: &std::ffi::OsStr) -> bool {
-    let b = name.as_bytes();
-    b.iter()
-        .rposition(|&c| c == b'.')
-        .is_some_and(|i| EXTENSIONS.iter().any(|e| &b[i + 1..] == e.as_bytes()))
-}
-
-fn read_conf_file(path: PathBuf) -> ConfFile {
+/// One listed file, parsed as the runtimes parse it.
+fn conf_file(e: conf_dir::Entry) -> ConfFile {
     let mut f = ConfFile {
-        path,
+        path: e.path,
         ..ConfFile::default()
     };
-    let parsed = read_bounded(&f.path).and_then(|bytes| {
+    let parsed = e.content.map_err(|e| e.to_string()).and_then(|bytes| {
         // As the runtimes do: strings.HasSuffix(file, ".conflist").
         if f.path.as_os_str().as_bytes().ends_with(b".conflist") {
             parse_conflist(&bytes)
@@ -235,31 +202,6 @@ fn read_conf_file(path: PathBuf) -> ConfFile {
         Err(e) => f.error = Some(e),
     }
     f
-}
-
-/// Reads a regular file of at most MAX_CONF_BYTES. Opened non-blocking and checked with fstat
-/// on the open handle, so a FIFO is never waited on and a swapped-in file is not misjudged.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot open: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > MAX_CONF_BYTES {
-        return Err(format!(
-            "{} bytes, more than the {MAX_CONF_BYTES} read",
-            meta.len()
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_CONF_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    Ok(bytes)
 }
 
 #[derive(Debug)]
@@ -500,6 +442,7 @@ pub(crate) mod tests {
             our_type: US.into(),
             cni_path: vec![t.dir("opt-bin")],
             search_dirs: vec![t.dir("etc-bin")],
+            main_type: String::new(),
         }
     }
 
@@ -646,6 +589,22 @@ pub(crate) mod tests {
         let c = gather(&q);
         assert_eq!(c.ours, Some(0));
         assert!(!c.binaries.is_empty());
+    }
+
+    #[test]
+    fn a_main_type_finds_calicos_file_without_our_entry_and_keeps_our_type() {
+        let t = TempDir::new("cf-main");
+        let mut q = query(&t);
+        q.network_name.clear();
+        q.main_type = CAL.into();
+        write(
+            &q.conf_dir.join("10-calico.conflist"),
+            &calico_conflist().replace(&format!(r#",{{"type":"{US}"}}"#), ""),
+            0o644,
+        );
+        let c = gather(&q);
+        assert_eq!(c.ours, Some(0), "{c:?}");
+        assert_eq!((c.our_type.as_str(), c.main_type.as_str()), (US, CAL));
     }
 
     #[test]

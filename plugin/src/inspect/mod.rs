@@ -9,6 +9,7 @@ pub mod netlink;
 pub mod netns;
 mod nlmsg;
 pub mod node;
+pub mod runtime;
 pub mod scan;
 pub mod sysctl;
 

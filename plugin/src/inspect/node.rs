@@ -28,6 +28,9 @@ pub struct NodeFacts {
     pub sysctls: Vec<SysctlRead>,
     /// Whether IPv6 forwarding matters (the pod has IPv6 addresses).
     pub want_v6: bool,
+    /// Where the CNI dirs checked came from (the runtime's config, flags, defaults), for
+    /// remedies; `doctor` sets it, ADD (given CNI_PATH by the runtime) does not.
+    pub runtime: Option<super::runtime::RuntimeFacts>,
 }
 
 impl NodeFacts {
@@ -69,6 +72,7 @@ pub fn gather(q: &NodeQuery, deadline: Deadline) -> Result<NodeFacts, InspectErr
         .map(sysctl::read)
         .collect(),
         want_v6: q.want_v6,
+        runtime: None,
     })
 }
 

@@ -5,7 +5,7 @@ use super::netlink::Netlink;
 use super::{InspectError, Link};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// A network namespace that may hold pods, and how a person would name it.
@@ -33,7 +33,7 @@ pub fn candidate_netns(dirs: &[PathBuf], procs: bool) -> Vec<NetnsRef> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let mut add = |path: PathBuf, label: String| {
-        if let Ok(m) = std::fs::metadata(&path) {
+        if let Some(m) = may_be_netns(&path) {
             if seen.insert((m.dev(), m.ino())) {
                 out.push(NetnsRef {
                     path: path.display().to_string(),
@@ -72,6 +72,17 @@ pub fn candidate_netns(dirs: &[PathBuf], procs: bool) -> Vec<NetnsRef> {
     out
 }
 
+/// Only what can be a namespace: an nsfs inode shows as a regular file, bind-mounted
+/// (/run/netns/x) or through a symlink (/proc/<pid>/ns/net). lstat first, so a FIFO, socket or
+/// device node in a netns dir is never opened (a device may act on open).
+fn may_be_netns(path: &Path) -> Option<std::fs::Metadata> {
+    let t = std::fs::symlink_metadata(path).ok()?.file_type();
+    if !(t.is_file() || t.is_symlink()) {
+        return None;
+    }
+    std::fs::metadata(path).ok().filter(|m| m.is_file())
+}
+
 /// Namespace id (as seen from the calling thread's namespace) -> namespace, for those that have one.
 pub fn by_nsid(
     nl: &mut Netlink,
@@ -79,12 +90,9 @@ pub fn by_nsid(
 ) -> Result<HashMap<i32, NetnsRef>, InspectError> {
     let mut map = HashMap::new();
     for c in candidates {
-        // O_NONBLOCK: a FIFO left in a netns directory must not hang the scan.
-        let Ok(f) = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(Path::new(&c.path))
-        else {
+        // Opened only once checked, on the handle, to be a regular file (nsfs): a name swapped
+        // for a FIFO or a device since the listing is still never opened for reading.
+        let Ok(f) = super::runtime::conf_dir::open_regular(Path::new(&c.path)) else {
             continue;
         };
         match nl.nsid_of_fd(f.as_raw_fd()) {

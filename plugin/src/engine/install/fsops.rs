@@ -2,58 +2,47 @@
 //! reader (a runtime loading the conflist, a pod start exec'ing the plugin) only ever sees the
 //! old file or the new one, never a half-written one.
 
-use super::conflist::{ConfFile, EXTENSIONS};
+use super::conflist::ConfFile;
+use crate::inspect::runtime::conf_dir::{self, ReadError, MAX_CONF_BYTES};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// A CNI config is a few KiB; refuse to slurp anything absurd found in the conf dir.
-const MAX_CONF_BYTES: u64 = 4 << 20;
-
-/// The dir's CNI config files, sorted by name (libcni's `ConfFiles`: by extension only,
-/// directories skipped). Names that are not UTF-8 cannot be reported and are skipped.
+/// The dir's CNI config files, sorted by name, as libcni's `ConfFiles` lists them, read by the
+/// one conf-dir reader (crate::inspect::runtime::conf_dir): what is not a regular file (a
+/// FIFO, a device node, a symlink to a dir) is never opened and is skipped here, as is a
+/// dangling symlink; a file over the size limit is an error. Names that are not UTF-8 cannot
+/// be written back by name and are skipped.
 pub fn read_conf_dir(dir: &Path) -> io::Result<Vec<ConfFile>> {
+    let listing = conf_dir::list(dir, conf_dir::MAX_DIR_ENTRIES)?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "No such file or directory (os error 2)",
+        )
+    })?;
     let mut files = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let Ok(name) = entry.file_name().into_string() else {
+    for e in listing.entries {
+        let Ok(name) = e.name.into_string() else {
             continue;
         };
-        // Go's filepath.Ext: from the last dot, so ".conf" alone counts too.
-        let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-        if !EXTENSIONS.contains(&ext) {
-            continue;
+        match e.content {
+            Ok(bytes) => files.push(ConfFile { name, bytes }),
+            Err(ReadError::NotRegular | ReadError::Missing) => {}
+            Err(err @ ReadError::TooBig { .. }) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {err}, not a CNI config", e.path.display()),
+                ))
+            }
+            Err(ReadError::Io(err)) => {
+                return Err(io::Error::other(format!("{}: {err}", e.path.display())))
+            }
         }
-        let path = entry.path();
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
-            // A dangling symlink or a file removed since the listing: nothing to read.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(with_path(e, &path)),
-        };
-        if meta.is_dir() {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        File::open(&path)
-            .and_then(|f| f.take(MAX_CONF_BYTES + 1).read_to_end(&mut bytes))
-            .map_err(|e| with_path(e, &path))?;
-        if bytes.len() as u64 > MAX_CONF_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: larger than {MAX_CONF_BYTES} bytes, not a CNI config",
-                    path.display()
-                ),
-            ));
-        }
-        files.push(ConfFile { name, bytes });
     }
-    files.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     Ok(files)
 }
 

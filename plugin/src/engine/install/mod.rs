@@ -9,13 +9,12 @@
 pub mod conflist;
 pub mod fsops;
 pub mod runtime_config;
-mod toml_lite;
 pub mod watch;
 
 use conflist::Position;
 use conflist::{Entries, PlanError, OUR_TYPE};
 use fsops::{BinOutcome, Swap};
-use runtime_config::{Dirs, RuntimeDirs};
+use runtime_config::{Dirs, Source};
 use serde_json::{Map, Value};
 use std::fs;
 use std::io::{self, Write};
@@ -723,110 +722,30 @@ fn print_dirs(out: Out, dirs: &Dirs, with_bin: bool) {
 
 /// Flags, else what the runtimes' configs say, else the CNI defaults. The configs are read
 /// only when a flag is missing: explicit flags make a run independent of the node's files.
+/// The configs are read as the runtimes read them (crate::inspect::runtime).
 fn resolve_dirs(c: &Common, need_bin: bool) -> Result<Dirs, Failure> {
     let need_runtime = (need_bin && c.bin_dirs.is_empty()) || c.conf_dir.is_none();
-    let mut runtimes: Vec<RuntimeDirs> = Vec::new();
-    let mut looked_at: Vec<String> = Vec::new();
-    if need_runtime {
-        let remedy = "fix the file, or pass --cni-bin-dir and --cni-conf-dir so it is not read";
-        let (path, explicit) = match &c.containerd_config {
-            Some(p) => (p.clone(), true),
-            None => (PathBuf::from(runtime_config::CONTAINERD_CONFIG), false),
-        };
-        if !is_none(&path) {
-            match fs::read_to_string(&path) {
-                Ok(text) => {
-                    let shown = path.display().to_string();
-                    runtimes.push(runtime_config::containerd_dirs(&shown, &text).map_err(|e| {
-                        Failure::new(format!("cannot read containerd's config {shown}: {e}"), remedy)
-                    })?);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {
-                    looked_at.push(path.display().to_string())
-                }
-                Err(e) => {
-                    return Err(Failure::new(
-                        format!("cannot read containerd's config {}: {e}", path.display()),
-                        "pass --containerd-config with the file containerd runs with, or --cni-bin-dir and --cni-conf-dir",
-                    ))
-                }
-            }
-        }
-        let crio = crio_files(c.crio_config.as_deref(), &mut looked_at)?;
-        if !crio.is_empty() {
-            runtimes.push(
-                runtime_config::crio_dirs(&crio).map_err(|e| {
-                    Failure::new(format!("cannot read CRI-O's config: {e}"), remedy)
-                })?,
-            );
-        }
-    }
+    let found = if need_runtime {
+        runtime_config::discover(
+            &Source::from_flag(c.containerd_config.as_deref()),
+            &Source::from_flag(c.crio_config.as_deref()),
+        )
+        .map_err(|e| {
+            Failure::new(
+                e.what,
+                format!(
+                    "{}; --containerd-config none / --crio-config none skip a runtime",
+                    e.remedy
+                ),
+            )
+        })?
+    } else {
+        runtime_config::Discovery::default()
+    };
     Ok(runtime_config::pick(
         &c.bin_dirs,
         c.conf_dir.as_deref(),
-        &runtimes,
-        &looked_at,
+        &found.runtimes,
+        &found.looked_at,
     ))
-}
-
-/// `--containerd-config none`, `--crio-config none`: that runtime's config is not read.
-fn is_none(p: &Path) -> bool {
-    p == Path::new(NO_CONFIG)
-}
-
-/// CRI-O's config files in the order CRI-O applies them: the main file, then the drop-ins
-/// (`*.conf`, sorted). An explicit path is a file, or a dir of drop-ins.
-fn crio_files(
-    explicit: Option<&Path>,
-    looked_at: &mut Vec<String>,
-) -> Result<Vec<(String, String)>, Failure> {
-    let read_failure = |p: &Path, e: io::Error| {
-        Failure::new(
-            format!("cannot read CRI-O's config {}: {e}", p.display()),
-            "pass --crio-config with the file CRI-O runs with, or --cni-bin-dir and --cni-conf-dir",
-        )
-    };
-    let mut out = Vec::new();
-    let read_into = |p: &Path, out: &mut Vec<(String, String)>| -> Result<(), Failure> {
-        let text = fs::read_to_string(p).map_err(|e| read_failure(p, e))?;
-        out.push((p.display().to_string(), text));
-        Ok(())
-    };
-    let dropins = |dir: &Path| -> Result<Vec<PathBuf>, Failure> {
-        let mut v: Vec<PathBuf> = match fs::read_dir(dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "conf") && p.is_file())
-                .collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(read_failure(dir, e)),
-        };
-        v.sort();
-        Ok(v)
-    };
-    match explicit {
-        Some(p) if is_none(p) => {}
-        Some(p) if p.is_dir() => {
-            for f in dropins(p)? {
-                read_into(&f, &mut out)?;
-            }
-            if out.is_empty() {
-                looked_at.push(format!("{}/*.conf", p.display()));
-            }
-        }
-        Some(p) => read_into(p, &mut out)?,
-        None => {
-            let main = Path::new(runtime_config::CRIO_CONFIG);
-            if main.exists() {
-                read_into(main, &mut out)?;
-            }
-            for f in dropins(Path::new(runtime_config::CRIO_DROPINS))? {
-                read_into(&f, &mut out)?;
-            }
-            if out.is_empty() {
-                looked_at.push(runtime_config::CRIO_CONFIG.to_string());
-            }
-        }
-    }
-    Ok(out)
 }
