@@ -5,7 +5,7 @@
 //! one nexthop object; whole-table dumps are only of the pod's own namespace (its routes and
 //! neighbours) or for `doctor`.
 //!
-//! Messages are `netlink-packet-route`'s: requests are built from its message types, replies
+//! Messages are `netlink-packet-route`'s: requests are its message types, emitted; replies
 //! decoded with its header and attribute parsers. We parse only the attributes we report,
 //! each with the crate's parser for it, and skip the rest unparsed: a link message carries
 //! dozens of attributes (stats, per-family devconf, driver data) whose layout changes with
@@ -18,8 +18,8 @@ use super::nlmsg::{InspectErrorKind, Malformed, Reply, Transport};
 use super::{Addr, Deadline, InspectError, Link, Neighbour, NextHop, Route};
 use ipnetwork::IpNetwork;
 use netlink_packet_core::{
-    parse_ip, parse_u32, NetlinkSerializable, NlaBuffer, NlasIterator, Parseable,
-    ParseableParametrized, NLM_F_DUMP, NLM_F_REQUEST,
+    parse_ip, parse_u32, Emitable, NlaBuffer, NlasIterator, Parseable, ParseableParametrized,
+    NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeader, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkHeader, LinkMessage};
@@ -31,7 +31,7 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteLwEnCapType, RouteMessage,
     RouteNextHop, RouteScope, RouteType, RouteVia,
 };
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::AddressFamily;
 use netlink_sys::protocols::NETLINK_ROUTE;
 use std::net::IpAddr;
 
@@ -73,13 +73,13 @@ struct Request {
     payload: Vec<u8>,
 }
 
-fn request(msg: RouteNetlinkMessage) -> Request {
+/// `msg` (one of the crate's message types) as a request of type `kind`. Emitting the inner
+/// message, not a `RouteNetlinkMessage`, keeps the encoders of every other rtnetlink message
+/// (tc, bridge, ...) off the path: code a short-lived process must page in costs time.
+fn request<M: Emitable>(kind: u16, msg: &M) -> Request {
     let mut payload = vec![0u8; msg.buffer_len()];
-    msg.serialize(&mut payload);
-    Request {
-        kind: msg.message_type(),
-        payload,
-    }
+    msg.emit(&mut payload);
+    Request { kind, payload }
 }
 
 fn link_request(index: u32, name: Option<&str>) -> Result<Request, Malformed> {
@@ -92,20 +92,20 @@ fn link_request(index: u32, name: Option<&str>) -> Result<Request, Malformed> {
         }
         m.attributes.push(LinkAttribute::IfName(n.to_string()));
     }
-    Ok(request(RouteNetlinkMessage::GetLink(m)))
+    Ok(request(libc::RTM_GETLINK, &m))
 }
 
 fn addr_request(index: u32) -> Request {
     // AF_UNSPEC: both families; with strict checking the kernel filters by ifa_index.
     let mut m = AddressMessage::default();
     m.header.index = index;
-    request(RouteNetlinkMessage::GetAddress(m))
+    request(libc::RTM_GETADDR, &m)
 }
 
 fn route_dump_request(family: AddressFamily) -> Request {
     let mut m = RouteMessage::default();
     m.header.address_family = family;
-    request(RouteNetlinkMessage::GetRoute(m))
+    request(libc::RTM_GETROUTE, &m)
 }
 
 fn fibmatch_request(ip: IpAddr) -> Request {
@@ -117,19 +117,19 @@ fn fibmatch_request(ip: IpAddr) -> Request {
     m.header.flags = RouteFlags::FibMatch;
     m.attributes
         .push(RouteAttribute::Destination(RouteAddress::from(ip)));
-    request(RouteNetlinkMessage::GetRoute(m))
+    request(libc::RTM_GETROUTE, &m)
 }
 
 fn neigh_request() -> Request {
     let mut m = NeighbourMessage::default();
     m.header.family = AddressFamily::Inet;
-    request(RouteNetlinkMessage::GetNeighbour(m))
+    request(libc::RTM_GETNEIGH, &m)
 }
 
 fn nsid_request(fd: std::os::fd::RawFd) -> Request {
     let mut m = NsidMessage::default();
     m.attributes.push(NsidAttribute::Fd(fd as u32));
-    request(RouteNetlinkMessage::GetNsId(m))
+    request(libc::RTM_GETNSID, &m)
 }
 
 /// RTM_GETNEXTHOP for one id: a zero nhmsg (strict checking wants it so) and NHA_ID.

@@ -231,7 +231,9 @@ impl Transport {
             sock,
             seq: 0,
             deadline,
-            buf: vec![0; RECV_BUF],
+            // Not zeroed: the kernel writes only what it sends, so a small answer touches a
+            // page or two of this, not all 16 (page faults are much of a short process's cost).
+            buf: Vec::with_capacity(RECV_BUF),
         })
     }
 
@@ -265,28 +267,29 @@ impl Transport {
         })?;
         let mut outcome = Outcome::default();
         loop {
-            let n = self.recv()?;
-            let datagram = self.buf.get(..n).unwrap_or_default();
-            if ex.absorb(datagram, &mut outcome, on_reply)? {
+            self.recv()?;
+            if ex.absorb(&self.buf, &mut outcome, on_reply)? {
                 return Ok(outcome);
             }
         }
     }
 
-    /// One datagram, waiting at most until the deadline. The kernel answers most requests
-    /// while handling the send, so the non-blocking read almost always succeeds at once; poll
-    /// only covers a kernel (or a namespace) that is slow to answer.
-    fn recv(&mut self) -> Result<usize, InspectErrorKind> {
+    /// One datagram into `buf`, waiting at most until the deadline. The kernel answers most
+    /// requests while handling the send, so the non-blocking read almost always succeeds at
+    /// once; poll only covers a kernel (or a namespace) that is slow to answer.
+    fn recv(&mut self) -> Result<(), InspectErrorKind> {
         loop {
             let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC;
-            match self.sock.recv(&mut &mut self.buf[..], flags) {
+            self.buf.clear();
+            // Into the spare capacity; `buf` then holds what was received.
+            match self.sock.recv(&mut self.buf, flags) {
                 // With MSG_TRUNC netlink reports the datagram's full length.
                 Ok(n) if n > self.buf.len() => {
                     return Err(InspectErrorKind::Decode(format!(
                         "{n}-byte datagram exceeds the receive buffer"
                     )))
                 }
-                Ok(n) => return Ok(n),
+                Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_readable()?,
                 Err(e) => return Err(InspectErrorKind::Io(e.to_string())),
