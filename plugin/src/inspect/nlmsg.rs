@@ -1,34 +1,28 @@
-//! Netlink framing shared by the rtnetlink ([`super::netlink`]) and nfnetlink
-//! ([`super::netfilter`]) readers (uapi `linux/netlink.h`): building a request, and
-//! bounds-checked walks over the messages of a datagram and the attributes of a message.
+//! The one netlink transport of the plugin, under both the rtnetlink client
+//! ([`super::netlink`]) and the nf_tables reader ([`super::netfilter`]): a synchronous
+//! `netlink-sys` socket, one request at a time, every read bounded by a deadline, and the
+//! netlink-level replies (ACK, error, DONE, dump interrupted) handled in one place.
 //!
-//! Nothing here knows a message type: callers decode the few fields they need. Every length
-//! read from the kernel is checked before it is used; a bad one ends the walk with
-//! [`Malformed`], never a panic.
+//! Framing is `netlink-packet-core`'s (header, message and attribute buffers, every length
+//! checked before use); what a message of a given protocol means is left to the caller, which
+//! gets each data message of its request as (type, flags, payload).
 
-/// sizeof(struct nlmsghdr), already 4-byte aligned.
+use super::InspectError;
+use netlink_packet_core::{
+    Emitable, NetlinkBuffer, NetlinkHeader, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
+};
+use netlink_sys::{Socket, SocketAddr};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// sizeof(struct nlmsghdr).
 pub const NLMSG_HDRLEN: usize = 16;
-/// sizeof(struct nlattr).
-pub const NLA_HDRLEN: usize = 4;
-/// Strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from an attribute's type.
-const NLA_TYPE_MASK: u16 = libc::NLA_TYPE_MASK as u16;
 
-/// Messages and attributes are both padded to 4 bytes (NLMSG_ALIGN, NLA_ALIGN).
-pub const fn align4(n: usize) -> usize {
-    n.saturating_add(3) & !3
-}
-
-pub fn read_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-
-pub fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
+/// Big enough for any datagram the kernel sends us: dump parts are capped at 32 KiB (or a
+/// page, whichever is larger); a larger one is detected (MSG_TRUNC), never silently cut.
+const RECV_BUF: usize = 64 * 1024;
 
 /// Bytes up to the first NUL (or all of them), as text.
 pub fn c_string(b: &[u8]) -> String {
@@ -37,12 +31,8 @@ pub fn c_string(b: &[u8]) -> String {
 }
 
 /// Sets SO_RCVTIMEO or SO_SNDTIMEO on `fd` to `d`, never to zero (which means "block forever").
-pub fn set_socket_timeout(
-    fd: std::os::fd::RawFd,
-    opt: libc::c_int,
-    d: std::time::Duration,
-) -> std::io::Result<()> {
-    let d = d.max(std::time::Duration::from_micros(1));
+pub fn set_socket_timeout(fd: std::os::fd::RawFd, opt: libc::c_int, d: Duration) -> io::Result<()> {
+    let d = d.max(Duration::from_micros(1));
     let tv = libc::timeval {
         tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_usec: libc::suseconds_t::from(d.subsec_micros() as i32),
@@ -59,23 +49,12 @@ pub fn set_socket_timeout(
         )
     };
     if r < 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
-/// One attribute as the kernel encodes it: for tests that hand-build kernel replies.
-#[cfg(test)]
-pub(crate) fn test_attr(kind: u16, val: &[u8]) -> Vec<u8> {
-    let mut a = Vec::new();
-    a.extend_from_slice(&((NLA_HDRLEN + val.len()) as u16).to_ne_bytes());
-    a.extend_from_slice(&kind.to_ne_bytes());
-    a.extend_from_slice(val);
-    a.resize(align4(a.len()), 0);
-    a
-}
-
-/// Framing that does not add up, with what was wrong.
+/// Framing or content that does not add up, with what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed(pub String);
 
@@ -85,173 +64,440 @@ impl std::fmt::Display for Malformed {
     }
 }
 
-/// One request message: header, the family's fixed header, then attributes.
-pub struct Request {
-    buf: Vec<u8>,
-}
-
-impl Request {
-    pub fn new(kind: u16, flags: u16, fixed: &[u8]) -> Request {
-        let mut buf = vec![0u8; NLMSG_HDRLEN];
-        buf[4..6].copy_from_slice(&kind.to_ne_bytes());
-        buf[6..8].copy_from_slice(&flags.to_ne_bytes());
-        buf.extend_from_slice(fixed);
-        // Attributes start at NLMSG_ALIGN(fixed header) (e.g. rtgenmsg is 1 byte).
-        buf.resize(align4(buf.len()), 0);
-        Request { buf }
-    }
-
-    /// Appends one attribute; fails only for a value too long for nla_len.
-    pub fn attr(mut self, kind: u16, val: &[u8]) -> Result<Request, Malformed> {
-        let len = u16::try_from(NLA_HDRLEN + val.len())
-            .map_err(|_| Malformed(format!("{}-byte attribute value", val.len())))?;
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(val);
-        self.buf.resize(align4(self.buf.len()), 0);
-        Ok(self)
-    }
-
-    pub fn flags(&self) -> u16 {
-        read_u16(&self.buf, 6).unwrap_or(0)
-    }
-
-    /// The bytes to send, with nlmsg_len and nlmsg_seq filled in (nlmsg_pid 0 = the kernel).
-    pub fn finish(mut self, seq: u32) -> Result<Vec<u8>, Malformed> {
-        let len = u32::try_from(self.buf.len())
-            .map_err(|_| Malformed(format!("{}-byte request", self.buf.len())))?;
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
-        Ok(self.buf)
+impl From<netlink_packet_core::DecodeError> for Malformed {
+    fn from(e: netlink_packet_core::DecodeError) -> Self {
+        Malformed(e.to_string())
     }
 }
 
-/// One message of a received datagram.
+/// One data message answering our request.
 #[derive(Debug, Clone, Copy)]
-pub struct Msg<'a> {
+pub struct Reply<'a> {
     pub kind: u16,
-    pub flags: u16,
-    pub seq: u32,
     /// Everything after the nlmsghdr, up to nlmsg_len.
     pub payload: &'a [u8],
 }
 
-impl Msg<'_> {
-    /// The `int error` that opens NLMSG_ERROR and NLMSG_DONE (0: ACK / clean end); `None` if
-    /// the payload is too short to hold it.
-    pub fn code(&self) -> Option<i32> {
-        read_u32(self.payload, 0).map(|v| v as i32)
+/// What a finished exchange says beyond its replies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The kernel flagged a dump as inconsistent (NLM_F_DUMP_INTR): the table changed while it
+    /// was being dumped.
+    pub dump_intr: bool,
+}
+
+/// Called with each data message of the exchange.
+pub type OnReply<'a> = dyn FnMut(Reply<'_>) -> Result<(), Malformed> + 'a;
+
+/// The bytes of one request: header (nlmsg_pid 0 = the kernel), then `payload` as given.
+pub fn frame(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Result<Vec<u8>, Malformed> {
+    let total = NLMSG_HDRLEN + payload.len();
+    let length = u32::try_from(total).map_err(|_| Malformed(format!("{total}-byte request")))?;
+    let mut header = NetlinkHeader::default();
+    header.length = length;
+    header.message_type = kind;
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut buf = vec![0u8; total];
+    header.emit(&mut buf);
+    buf[NLMSG_HDRLEN..].copy_from_slice(payload);
+    Ok(buf)
+}
+
+/// The state of one exchange, to sort the messages of each datagram read for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange {
+    pub seq: u32,
+    /// The request was a dump: replies go on until NLMSG_DONE.
+    pub dump: bool,
+    /// The request asked for an ACK: a plain GET ends with it, not with its reply.
+    pub ack: bool,
+}
+
+impl Exchange {
+    pub fn for_request(seq: u32, flags: u16) -> Exchange {
+        Exchange {
+            seq,
+            dump: flags & NLM_F_DUMP == NLM_F_DUMP,
+            ack: flags & NLM_F_ACK != 0,
+        }
+    }
+
+    /// Feeds the messages of one datagram for this exchange to `on_reply`; returns whether the
+    /// exchange is over. Messages of other sequence numbers (late answers to an abandoned
+    /// request) are skipped.
+    pub fn absorb(
+        &self,
+        datagram: &[u8],
+        outcome: &mut Outcome,
+        on_reply: &mut OnReply<'_>,
+    ) -> Result<bool, InspectErrorKind> {
+        let mut rest = datagram;
+        while !rest.is_empty() {
+            let msg = NetlinkBuffer::new_checked(rest)
+                .map_err(|e| InspectErrorKind::Decode(e.to_string()))?;
+            let len = msg.length() as usize;
+            // The last message of a datagram may come without its padding.
+            rest = rest.get(len.saturating_add(3) & !3..).unwrap_or_default();
+            if msg.sequence_number() != self.seq {
+                continue;
+            }
+            if msg.flags() & NLM_F_DUMP_INTR != 0 {
+                outcome.dump_intr = true;
+            }
+            let payload = msg.payload();
+            match msg.message_type() {
+                NLMSG_NOOP => {}
+                NLMSG_ERROR => {
+                    // struct nlmsgerr: int error, then the request's header (0: an ACK).
+                    let code = read_i32(payload)
+                        .ok_or_else(|| InspectErrorKind::Decode("NLMSG_ERROR too short".into()))?;
+                    if code == 0 {
+                        return Ok(true);
+                    }
+                    return Err(InspectErrorKind::Kernel(code.saturating_neg()));
+                }
+                NLMSG_DONE => {
+                    // A dump can end in an error too (e.g. -EINTR, or the errno of a dump
+                    // callback); older kernels send no code at all.
+                    return match read_i32(payload) {
+                        Some(e) if e < 0 => Err(InspectErrorKind::Kernel(e.saturating_neg())),
+                        _ => Ok(true),
+                    };
+                }
+                NLMSG_OVERRUN => {
+                    return Err(InspectErrorKind::Decode("netlink overrun".into()));
+                }
+                // Other control messages (below NLMSG_MIN_TYPE): nothing to decode.
+                k if k < 0x10 => {}
+                kind => {
+                    on_reply(Reply { kind, payload }).map_err(|e| InspectErrorKind::Decode(e.0))?;
+                    if !self.dump && !self.ack {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
     }
 }
 
-/// The messages of one datagram, in order; stops after the first malformed one.
-pub fn messages(buf: &[u8]) -> Messages<'_> {
-    Messages { rest: buf }
+fn read_i32(b: &[u8]) -> Option<i32> {
+    Some(i32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
 }
 
-pub struct Messages<'a> {
-    rest: &'a [u8],
+/// Why an exchange failed, before the caller names what it was doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InspectErrorKind {
+    TimedOut,
+    Io(String),
+    /// The kernel's errno (positive).
+    Kernel(i32),
+    Decode(String),
 }
 
-impl<'a> Iterator for Messages<'a> {
-    type Item = Result<Msg<'a>, Malformed>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let b = self.rest;
-        if b.is_empty() {
-            return None;
+impl InspectErrorKind {
+    pub fn with(self, what: &str) -> InspectError {
+        let what = what.to_string();
+        match self {
+            InspectErrorKind::TimedOut => InspectError::TimedOut { what },
+            InspectErrorKind::Io(detail) => InspectError::Io { what, detail },
+            InspectErrorKind::Kernel(errno) => InspectError::Kernel { what, errno },
+            InspectErrorKind::Decode(detail) => InspectError::Decode { what, detail },
         }
-        let len = read_u32(b, 0).map_or(0, |l| l as usize);
-        let (Some(msg), true) = (b.get(..len), len >= NLMSG_HDRLEN) else {
-            self.rest = &[];
-            return Some(Err(Malformed(format!(
-                "bad netlink message length {len} with {} bytes left",
-                b.len()
-            ))));
-        };
-        // The last message of a datagram may come without its padding.
-        self.rest = b.get(align4(len)..).unwrap_or_default();
-        Some(Ok(Msg {
-            kind: read_u16(msg, 4).unwrap_or(0),
-            flags: read_u16(msg, 6).unwrap_or(0),
-            seq: read_u32(msg, 8).unwrap_or(0),
-            payload: msg.get(NLMSG_HDRLEN..).unwrap_or_default(),
-        }))
     }
 }
 
-/// The attributes in `buf` as (type without flag bits, value); stops after the first
-/// malformed one.
-pub fn attrs(buf: &[u8]) -> Attrs<'_> {
-    Attrs { rest: buf }
+/// A netlink socket of one protocol in the calling thread's network namespace.
+pub struct Transport {
+    sock: Socket,
+    seq: u32,
+    deadline: Instant,
+    buf: Vec<u8>,
 }
 
-pub struct Attrs<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for Attrs<'a> {
-    type Item = Result<(u16, &'a [u8]), Malformed>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let b = self.rest;
-        if b.is_empty() {
-            return None;
+impl Transport {
+    /// Opens and binds a socket of `protocol` (`NETLINK_ROUTE`, `NETLINK_NETFILTER`).
+    pub fn open(protocol: isize, deadline: Instant) -> io::Result<Transport> {
+        let mut sock = Socket::new(protocol)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        // Sends to the kernel are handled synchronously and do not wait in practice; bound them
+        // anyway, once, by the whole call's deadline.
+        if let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            set_socket_timeout(sock.as_raw_fd(), libc::SO_SNDTIMEO, left)?;
         }
-        let len = read_u16(b, 0).map_or(0, usize::from);
-        let kind = read_u16(b, 2).unwrap_or(0) & NLA_TYPE_MASK;
-        let (Some(val), true) = (b.get(NLA_HDRLEN..len), len >= NLA_HDRLEN) else {
-            self.rest = &[];
-            return Some(Err(Malformed(format!(
-                "bad attribute length {len} with {} bytes left",
-                b.len()
-            ))));
+        Ok(Transport {
+            sock,
+            seq: 0,
+            deadline,
+            // Not zeroed: the kernel writes only what it sends, so a small answer touches a
+            // page or two of this, not all 16 (page faults are much of a short process's cost).
+            buf: Vec::with_capacity(RECV_BUF),
+        })
+    }
+
+    pub fn socket_mut(&mut self) -> &mut Socket {
+        &mut self.sock
+    }
+
+    /// A new bound for the exchanges that follow.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    /// Sends one request (`payload` is everything after the nlmsghdr) and feeds each data
+    /// message answering it to `on_reply`, until the kernel ends the exchange: after one
+    /// message for a plain GET, at the ACK for a GET that asks for one, at NLMSG_DONE for a
+    /// dump.
+    pub fn exchange(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        payload: &[u8],
+        on_reply: &mut OnReply<'_>,
+    ) -> Result<Outcome, InspectErrorKind> {
+        self.seq = self.seq.wrapping_add(1);
+        let ex = Exchange::for_request(self.seq, flags);
+        let req = frame(kind, flags, ex.seq, payload)
+            .map_err(|e| InspectErrorKind::Io(format!("request not encodable: {e}")))?;
+        self.sock.send(&req, 0).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => InspectErrorKind::TimedOut,
+            _ => InspectErrorKind::Io(e.to_string()),
+        })?;
+        let mut outcome = Outcome::default();
+        loop {
+            self.recv()?;
+            if ex.absorb(&self.buf, &mut outcome, on_reply)? {
+                return Ok(outcome);
+            }
+        }
+    }
+
+    /// One datagram into `buf`, waiting at most until the deadline. The kernel answers most
+    /// requests while handling the send, so the non-blocking read almost always succeeds at
+    /// once; poll only covers a kernel (or a namespace) that is slow to answer.
+    fn recv(&mut self) -> Result<(), InspectErrorKind> {
+        loop {
+            let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+            self.buf.clear();
+            // Into the spare capacity; `buf` then holds what was received.
+            match self.sock.recv(&mut self.buf, flags) {
+                // With MSG_TRUNC netlink reports the datagram's full length.
+                Ok(n) if n > self.buf.len() => {
+                    return Err(InspectErrorKind::Decode(format!(
+                        "{n}-byte datagram exceeds the receive buffer"
+                    )))
+                }
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_readable()?,
+                Err(e) => return Err(InspectErrorKind::Io(e.to_string())),
+            }
+        }
+    }
+
+    fn wait_readable(&self) -> Result<(), InspectErrorKind> {
+        let left = self
+            .deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(InspectErrorKind::TimedOut)?;
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
         };
-        self.rest = b.get(align4(len)..).unwrap_or_default();
-        Some(Ok((kind, val)))
+        // Round up: a sub-millisecond remainder must still wait, not spin.
+        let ms = left.as_micros().div_ceil(1000).clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        match rc {
+            0 => Err(InspectErrorKind::TimedOut),
+            n if n > 0 => Ok(()),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(())
+                } else {
+                    Err(InspectErrorKind::Io(e.to_string()))
+                }
+            }
+        }
+    }
+}
+
+/// Test helpers that build messages as the kernel encodes them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::NLMSG_HDRLEN;
+
+    /// One attribute: nla_len, nla_type, value, padding to 4.
+    pub fn attr(kind: u16, val: &[u8]) -> Vec<u8> {
+        let mut a = Vec::new();
+        a.extend_from_slice(&((4 + val.len()) as u16).to_ne_bytes());
+        a.extend_from_slice(&kind.to_ne_bytes());
+        a.extend_from_slice(val);
+        a.resize((a.len() + 3) & !3, 0);
+        a
+    }
+
+    /// One message: header (nlmsg_pid 4242), fixed header, attributes, padding to 4.
+    pub fn nlmsg(kind: u16, flags: u16, seq: u32, fixed: &[u8], attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut payload = fixed.to_vec();
+        attrs.iter().for_each(|a| payload.extend_from_slice(a));
+        let mut m = Vec::new();
+        m.extend_from_slice(&((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&flags.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&4242u32.to_ne_bytes());
+        m.extend_from_slice(&payload);
+        m.resize((m.len() + 3) & !3, 0);
+        m
+    }
+
+    pub fn done(seq: u32, code: i32) -> Vec<u8> {
+        nlmsg(libc::NLMSG_DONE as u16, 2, seq, &code.to_ne_bytes(), &[])
+    }
+
+    /// NLMSG_ERROR with `-errno` (0: an ACK), then the echoed request header.
+    pub fn error(seq: u32, errno: i32) -> Vec<u8> {
+        let mut p = (-errno).to_ne_bytes().to_vec();
+        p.extend_from_slice(&[0; NLMSG_HDRLEN]);
+        nlmsg(libc::NLMSG_ERROR as u16, 0, seq, &p, &[])
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::*;
     use super::*;
 
+    /// The data messages of one datagram as (kind, payload), whether the exchange ended, and
+    /// whether a dump was flagged inconsistent.
+    type Absorbed = (Vec<(u16, Vec<u8>)>, bool, bool);
+
+    fn absorb(ex: Exchange, dg: &[u8]) -> Result<Absorbed, InspectErrorKind> {
+        let mut got = Vec::new();
+        let mut out = Outcome::default();
+        let over = ex.absorb(dg, &mut out, &mut |r| {
+            got.push((r.kind, r.payload.to_vec()));
+            Ok(())
+        })?;
+        Ok((got, over, out.dump_intr))
+    }
+
+    const GET: u16 = 1; // NLM_F_REQUEST
+    const DUMP: u16 = 0x301;
+
     #[test]
-    fn request_layout() {
-        let r = Request::new(18, 0x301, &[7])
-            .attr(3, b"eth0\0")
-            .unwrap()
-            .finish(9)
-            .unwrap();
-        // 16 header + 1 fixed padded to 4 + 4 attr header + 5 value padded to 8.
-        assert_eq!(r.len(), 32);
-        assert_eq!(read_u32(&r, 0), Some(32));
-        assert_eq!(read_u16(&r, 4), Some(18));
-        assert_eq!(read_u16(&r, 6), Some(0x301));
-        assert_eq!(read_u32(&r, 8), Some(9));
-        assert_eq!(&r[16..20], &[7, 0, 0, 0]);
-        assert_eq!(read_u16(&r, 20), Some(9));
-        assert_eq!(read_u16(&r, 22), Some(3));
-        assert_eq!(&r[24..32], b"eth0\0\0\0\0");
-        assert!(Request::new(1, 0, &[]).attr(1, &vec![0; 70_000]).is_err());
+    fn request_framing() {
+        let r = frame(18, 0x301, 9, &[7, 0, 0, 0]).unwrap();
+        assert_eq!(r.len(), 20);
+        assert_eq!(&r[0..4], &20u32.to_ne_bytes());
+        assert_eq!(&r[4..6], &18u16.to_ne_bytes());
+        assert_eq!(&r[6..8], &0x301u16.to_ne_bytes());
+        assert_eq!(&r[8..12], &9u32.to_ne_bytes());
+        assert_eq!(&r[12..16], &[0; 4], "nlmsg_pid 0: to the kernel");
+        assert_eq!(&r[16..], &[7, 0, 0, 0]);
     }
 
     #[test]
-    fn walks_stop_on_bad_lengths() {
-        // Two attributes, the second unpadded at the end; flag bits are masked off.
-        let mut b = vec![5, 0, 0x01, 0x80, b'x', 0, 0, 0];
-        b.extend_from_slice(&[6, 0, 2, 0, 1, 2]);
-        let got: Vec<_> = attrs(&b).collect::<Result<_, _>>().unwrap();
-        assert_eq!(got, vec![(1, &b"x"[..]), (2, &[1u8, 2][..])]);
-        for bad in [&[3u8, 0, 1, 0][..], &[9, 0, 1, 0, 0][..], &[4, 0][..]] {
-            let mut it = attrs(bad);
-            assert!(it.next().unwrap().is_err(), "{bad:?}");
-            assert!(it.next().is_none());
+    fn plain_get_ends_with_its_reply_dump_with_done() {
+        let m = nlmsg(16, 0, 5, &[1, 2, 3, 4], &[]);
+        let (got, over, _) = absorb(Exchange::for_request(5, GET), &m).unwrap();
+        assert!(over);
+        assert_eq!(got, vec![(16, vec![1, 2, 3, 4])]);
+        // A dump goes on; a late message of request 4 is skipped; DONE of 4 does not end it.
+        let mut dg = m.clone();
+        dg.extend(nlmsg(16, 2, 4, &[9], &[]));
+        dg.extend(done(4, 0));
+        let dump = Exchange::for_request(5, DUMP);
+        let (got, over, _) = absorb(dump, &dg).unwrap();
+        assert!(!over);
+        assert_eq!(got.len(), 1);
+        assert_eq!(absorb(dump, &done(5, 0)).unwrap(), (vec![], true, false));
+        // A GET that asked for an ACK waits for it after its reply.
+        let acked = Exchange::for_request(5, GET | NLM_F_ACK);
+        assert!(!absorb(acked, &m).unwrap().1);
+        assert!(absorb(acked, &error(5, 0)).unwrap().1);
+    }
+
+    #[test]
+    fn errors_acks_and_interrupted_dumps() {
+        let get = Exchange::for_request(11, GET);
+        assert_eq!(
+            absorb(get, &error(11, libc::ENODEV)),
+            Err(InspectErrorKind::Kernel(libc::ENODEV))
+        );
+        assert_eq!(
+            absorb(get, &error(10, libc::EPERM)),
+            Ok((vec![], false, false))
+        );
+        assert_eq!(absorb(get, &error(11, 0)), Ok((vec![], true, false)));
+        let noop = nlmsg(libc::NLMSG_NOOP as u16, 0, 11, &[], &[]);
+        assert_eq!(absorb(get, &noop), Ok((vec![], false, false)));
+        let short = nlmsg(libc::NLMSG_ERROR as u16, 0, 11, &[0, 0], &[]);
+        assert!(matches!(
+            absorb(get, &short),
+            Err(InspectErrorKind::Decode(_))
+        ));
+        let overrun = nlmsg(libc::NLMSG_OVERRUN as u16, 0, 11, &[], &[]);
+        assert!(matches!(
+            absorb(get, &overrun),
+            Err(InspectErrorKind::Decode(_))
+        ));
+
+        let dump = Exchange::for_request(1, DUMP);
+        assert_eq!(
+            absorb(dump, &done(1, -libc::EINTR)),
+            Err(InspectErrorKind::Kernel(libc::EINTR))
+        );
+        // DONE without its code (old kernels) still ends the dump.
+        let bare = nlmsg(libc::NLMSG_DONE as u16, 2, 1, &[], &[]);
+        assert!(absorb(dump, &bare).unwrap().1);
+        let intr = nlmsg(16, 2 | NLM_F_DUMP_INTR, 1, &[0; 4], &[]);
+        let (got, over, flagged) = absorb(dump, &intr).unwrap();
+        assert!(got.len() == 1 && !over && flagged);
+        // A decoder's complaint is a decode error of the exchange.
+        let mut out = Outcome::default();
+        let r = dump.absorb(&intr, &mut out, &mut |_| Err(Malformed("no".into())));
+        assert_eq!(r, Err(InspectErrorKind::Decode("no".into())));
+    }
+
+    #[test]
+    fn bad_lengths_are_decode_errors_never_panics() {
+        let good = nlmsg(16, 0, 1, &[0; 16], &[attr(3, b"eth0\0")]);
+        let get = Exchange::for_request(1, GET);
+        for cut in 1..good.len() {
+            assert!(
+                matches!(absorb(get, &good[..cut]), Err(InspectErrorKind::Decode(_))),
+                "cut {cut}"
+            );
         }
-        let mut m = messages(&[15, 0, 0, 0]);
-        assert!(m.next().unwrap().is_err());
-        assert!(m.next().is_none());
+        // nlmsg_len below the header, and beyond the datagram.
+        for len in [8u32, 15, 1000] {
+            let mut m = good.clone();
+            m[0..4].copy_from_slice(&len.to_ne_bytes());
+            assert!(
+                matches!(absorb(get, &m), Err(InspectErrorKind::Decode(_))),
+                "{len}"
+            );
+        }
         assert_eq!(c_string(b"lo\0junk"), "lo");
         assert_eq!(c_string(b"lo"), "lo");
+    }
+
+    #[test]
+    fn an_unanswered_request_times_out_at_the_deadline() {
+        // A message without NLM_F_REQUEST is not a request: the kernel drops it unanswered
+        // (netlink_rcv_skb), and without NLM_F_ACK does not even ACK it.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let mut t = Transport::open(netlink_sys::protocols::NETLINK_ROUTE, deadline).unwrap();
+        let start = Instant::now();
+        let r = t.exchange(libc::RTM_GETLINK, 0, &[0; 16], &mut |_| Ok(()));
+        assert_eq!(r, Err(InspectErrorKind::TimedOut));
+        assert!(start.elapsed() < Duration::from_secs(2));
     }
 }
