@@ -127,7 +127,7 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     .into_iter();
 
     let mut pods = Vec::with_capacity(pairs.len());
-    let mut want_v6 = false;
+    let mut families: Option<inspect::calico_conf::Families> = None;
     for (veth, ns) in pairs {
         let view = match (&ns, veth.peer_index) {
             (Some(_), Some(_)) => views.next(),
@@ -135,10 +135,12 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
         };
         nl.set_deadline(Deadline::after(o.timeout));
         let report = pod_report(&mut nl, veth, ns, view)?;
-        want_v6 |= report.ips.iter().any(|i| i.contains(':'));
+        let ips: Vec<IpNetwork> = report.ips.iter().filter_map(|i| i.parse().ok()).collect();
+        let f = inspect::calico_conf::Families::of(&ips);
+        families = Some(families.map_or(f, |a| a.union(f)));
         pods.push(report);
     }
-    let node = node_findings(o, want_v6)?;
+    let node = node_findings(o, families)?;
     Ok(summarize(node, pods))
 }
 
@@ -208,13 +210,14 @@ fn pod_report(
         netns: ns.path.clone(),
         ifname: ifname.clone().unwrap_or_default(),
         pod_ips: ips,
-        host_veth: Some(veth.name.clone()),
+        host_ifaces: vec![veth.name.clone()],
     };
     let host = inspect::gather_host_with(nl, &target, pod.as_ref().ok())?;
     let facts = PodFacts {
         target: &target,
         pod: &pod,
         host: &host,
+        calico: None,
     };
     report.interface = ifname;
     report.ips = target.pod_ips.iter().map(|i| i.to_string()).collect();
@@ -222,7 +225,10 @@ fn pod_report(
     Ok(report)
 }
 
-fn node_findings(o: &Options, want_v6: bool) -> Result<Vec<Finding>, InspectError> {
+fn node_findings(
+    o: &Options,
+    pod_families: Option<inspect::calico_conf::Families>,
+) -> Result<Vec<Finding>, InspectError> {
     // The network whose binaries matter is the one holding the main plugin (Calico's).
     let q = node::NodeQuery {
         files: CniFilesQuery {
@@ -234,7 +240,7 @@ fn node_findings(o: &Options, want_v6: bool) -> Result<Vec<Finding>, InspectErro
             search_dirs: o.search_bin_dirs.clone(),
         },
         iptables_command: o.iptables_command.clone(),
-        want_v6,
+        pod_families,
     };
     let facts = node::gather(&q, Deadline::after(o.timeout))?;
     Ok(run_node_checks(&facts, |_| None))
