@@ -2,7 +2,7 @@
 
 use crate::checks::{run_node_checks, run_pod_checks, Finding, PodFacts};
 use crate::cni::netconf::{read_stdin, sniff_version};
-use crate::cni::result::{empty_result, pass_through};
+use crate::cni::result::{empty_result, pass_through_text};
 use crate::cni::{version, CniError, Command, Env, ErrorCode, NetConf, PrevResult};
 use crate::config::{Config, Mode};
 use crate::inspect::calico_conf::{CalicoConf, Families, CALICO_TYPE};
@@ -41,6 +41,8 @@ struct Call<'a> {
     conf: &'a NetConf,
     cfg: &'a Config,
     deadline: Deadline,
+    /// The raw stdin config: the prevResult is passed on with its own text.
+    stdin: &'a [u8],
 }
 
 pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output {
@@ -86,6 +88,7 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
         conf: &conf,
         cfg: &cfg,
         deadline: Deadline::after(cfg.timeout),
+        stdin: &bytes,
     };
     let result = match command {
         Command::Add | Command::Check => pod_call(&call),
@@ -95,7 +98,7 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
     match result {
         Ok(out) => {
             log::info!("outcome=ok duration_ms={ms}");
-            Output::ok(out.map(|v| v.to_string()))
+            Output::ok(out)
         }
         Err(e) => {
             log::error!(
@@ -108,7 +111,7 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
     }
 }
 
-fn pod_call(call: &Call) -> Result<Option<serde_json::Value>, CniError> {
+fn pod_call(call: &Call) -> Result<Option<String>, CniError> {
     let Call {
         command,
         env,
@@ -131,11 +134,11 @@ fn pod_call(call: &Call) -> Result<Option<serde_json::Value>, CniError> {
         // First in the chain: the pod is not wired yet, only the node can be checked.
         let findings = node_findings(call, None)?;
         verdict(&findings, cfg, ErrorCode::CheckFailed)?;
-        return Ok((*command == Command::Add).then(|| empty_result(&conf.cni_version)));
+        return Ok((*command == Command::Add).then(|| empty_result(&conf.cni_version).to_string()));
     };
     let prev = PrevResult::parse(prev_json)?;
     // Convert (and validate the version) before inspecting: a result we cannot pass on fails anyway.
-    let out = pass_through(prev_json, &conf.cni_version)?;
+    let out = pass_through_text(call.stdin, prev_json, &conf.cni_version)?;
     let target = Target {
         netns: env.netns.clone(),
         ifname: env.ifname.clone(),
