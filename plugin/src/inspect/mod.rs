@@ -323,6 +323,29 @@ pub fn is_calico_kind(kind: Option<&str>) -> bool {
     matches!(kind, Some("veth") | Some("netkit"))
 }
 
+/// Which of the result's host interfaces is the host end.
+#[derive(Debug, PartialEq, Eq)]
+enum Named<'a> {
+    /// The pod interface's peer is one of them: that one; the others are left alone.
+    Peer,
+    /// The result names one interface, not the peer: look it up, for host-veth to say what
+    /// is wrong with it.
+    Lookup(&'a str),
+    /// No peer is known: the first of them of Calico's kind.
+    Scan,
+    /// Several (or none), none the peer: host-veth goes on with the peer.
+    None,
+}
+
+fn pick_named<'a>(named: &'a [String], peer: Option<&Link>) -> Named<'a> {
+    match (peer, named) {
+        (Some(p), _) if named.contains(&p.name) => Named::Peer,
+        (_, [one]) => Named::Lookup(one),
+        (None, [_, _, ..]) => Named::Scan,
+        _ => Named::None,
+    }
+}
+
 fn lookup_named(nl: &mut netlink::Netlink, name: &str) -> Result<Option<Link>, InspectError> {
     // An invalid name cannot exist; the host-veth check reports it as not found.
     if crate::cni::env::validate_ifname(name).is_err() {
@@ -341,16 +364,12 @@ pub fn gather_host_with(
     if let Some(peer) = pod.and_then(|p| p.link.as_ref()).and_then(|l| l.peer_index) {
         view.veth_by_peer = nl.link_by_index(peer)?;
     }
-    let named = &target.host_ifaces;
-    view.veth_by_name = match &view.veth_by_peer {
-        // The result names the peer: that is the host end; the others are left alone.
-        Some(p) if named.contains(&p.name) => Some(p.clone()),
-        // One name that is not the peer: look it up, for host-veth to say what is wrong.
-        _ if named.len() == 1 => lookup_named(nl, &named[0])?,
-        // Several names, none the peer (or no peer known): the first Calico-kind one, if any.
-        _ if view.veth_by_peer.is_none() => {
+    view.veth_by_name = match pick_named(&target.host_ifaces, view.veth_by_peer.as_ref()) {
+        Named::Peer => view.veth_by_peer.clone(),
+        Named::Lookup(name) => lookup_named(nl, name)?,
+        Named::Scan => {
             let mut found = None;
-            for name in named.iter().take(MAX_HOST_IFACES) {
+            for name in target.host_ifaces.iter().take(MAX_HOST_IFACES) {
                 if let Some(l) = lookup_named(nl, name)? {
                     if is_calico_kind(l.kind.as_deref()) {
                         found = Some(l);
@@ -360,7 +379,7 @@ pub fn gather_host_with(
             }
             found
         }
-        _ => None,
+        Named::None => None,
     };
     let veth = view.veth().cloned();
     if let Some(veth) = &veth {
@@ -397,4 +416,40 @@ pub fn gather_host_with(
         });
     }
     Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_end_is_the_named_interface_that_is_the_peer() {
+        let peer = Link {
+            name: "cali1".into(),
+            index: 10,
+            ..Link::default()
+        };
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The bandwidth plugin's ifb first, Calico's host end second: the peer is picked.
+        assert_eq!(
+            pick_named(&names(&["bwp1", "cali1"]), Some(&peer)),
+            Named::Peer
+        );
+        assert_eq!(pick_named(&names(&["cali1"]), Some(&peer)), Named::Peer);
+        // One name, not the peer: looked up so host-veth can say what is wrong.
+        assert_eq!(
+            pick_named(&names(&["cali2"]), Some(&peer)),
+            Named::Lookup("cali2")
+        );
+        // Several, none the peer: none picked (host-veth warns and judges the peer).
+        assert_eq!(
+            pick_named(&names(&["bwp1", "cali2"]), Some(&peer)),
+            Named::None
+        );
+        // No peer known: scan them for Calico's kind.
+        assert_eq!(pick_named(&names(&["bwp1", "cali2"]), None), Named::Scan);
+        assert_eq!(pick_named(&[], Some(&peer)), Named::None);
+        assert!(is_calico_kind(Some("netkit")) && is_calico_kind(Some("veth")));
+        assert!(!is_calico_kind(Some("ifb")) && !is_calico_kind(None));
+    }
 }
