@@ -297,7 +297,8 @@ pub fn settled_snapshot(ns: &Netns) -> String {
     for _ in 0..50 {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let now = snapshot(ns);
-        if now == last {
+        // DAD keeps an address "tentative" for about a second, unchanged between two samples.
+        if now == last && !now.contains(" tentative") {
             return now;
         }
         last = now;

@@ -64,7 +64,10 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
         if !exp.known && custom_looking {
             finding = finding.at(Severity::Warn);
             finding.remedy = format!(
-                "the pod has {fam} routes via its gateway but no default route, which is what                  Calico does with host-local ipam.routes; Calico's entry was not found in the conf                  dir to tell (set confDir in this plugin's config to the runtime's conf dir). If                  the pod should have a default route: {CALICO_UNFINISHED}"
+                "the pod has {fam} routes via its gateway but no default route, which is what \
+                 Calico does with host-local ipam.routes; Calico's entry was not found in the conf \
+                 dir to tell (set confDir in this plugin's config to the runtime's conf dir). If \
+                 the pod should have a default route: {CALICO_UNFINISHED}"
             );
         }
         out.push(finding);
