@@ -135,7 +135,8 @@ fn a_symlink_planted_at_the_entry_is_neither_read_nor_written_through() {
     let h = host("hd-fin", false);
     let s = Scratch::new("fin");
     let cache = s.join("cache");
-    let c = conf(json!({"cacheDir": cache}));
+    // ip_forward=0 held at error: without Calico's entry in confDir the check only warns.
+    let c = conf(json!({"cacheDir": cache, "checks": {"host-ip-forward": "error"}}));
     // A real entry first: ip_forward=0 is an error, STATUS answers 50.
     let first = run_plugin(Some(&h), &bin("calico-preflight"), &status_vars(), &c);
     assert_eq!(first.json()["code"], 50, "{first:#?}");

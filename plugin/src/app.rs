@@ -2,10 +2,11 @@
 
 use crate::checks::{run_node_checks, run_pod_checks, Finding, PodFacts};
 use crate::cni::netconf::{read_stdin, sniff_version};
-use crate::cni::result::{empty_result, pass_through};
+use crate::cni::result::{empty_result, pass_through_text};
 use crate::cni::{version, CniError, Command, Env, ErrorCode, NetConf, PrevResult};
 use crate::config::{Config, Mode};
-use crate::inspect::cni_files::CniFilesQuery;
+use crate::inspect::calico_conf::{CalicoConf, Families, CALICO_TYPE};
+use crate::inspect::cni_files::{self, CniFilesQuery};
 use crate::inspect::{self, node, Deadline, Target};
 use crate::logging::Logger;
 use crate::node_cache::NodeCache;
@@ -40,6 +41,8 @@ struct Call<'a> {
     conf: &'a NetConf,
     cfg: &'a Config,
     deadline: Deadline,
+    /// The raw stdin config: the prevResult is passed on with its own text.
+    stdin: &'a [u8],
 }
 
 pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output {
@@ -85,6 +88,7 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
         conf: &conf,
         cfg: &cfg,
         deadline: Deadline::after(cfg.timeout),
+        stdin: &bytes,
     };
     let result = match command {
         Command::Add | Command::Check => pod_call(&call),
@@ -94,7 +98,7 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
     match result {
         Ok(out) => {
             log::info!("outcome=ok duration_ms={ms}");
-            Output::ok(out.map(|v| v.to_string()))
+            Output::ok(out)
         }
         Err(e) => {
             log::error!(
@@ -107,7 +111,7 @@ pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: impl Read) -> Output
     }
 }
 
-fn pod_call(call: &Call) -> Result<Option<serde_json::Value>, CniError> {
+fn pod_call(call: &Call) -> Result<Option<String>, CniError> {
     let Call {
         command,
         env,
@@ -128,19 +132,30 @@ fn pod_call(call: &Call) -> Result<Option<serde_json::Value>, CniError> {
     }
     let Some(prev_json) = &conf.prev_result else {
         // First in the chain: the pod is not wired yet, only the node can be checked.
-        let findings = node_findings(call, false)?;
+        let findings = node_findings(call, None)?;
         verdict(&findings, cfg, ErrorCode::CheckFailed)?;
-        return Ok((*command == Command::Add).then(|| empty_result(&conf.cni_version)));
+        return Ok((*command == Command::Add).then(|| empty_result(&conf.cni_version).to_string()));
     };
     let prev = PrevResult::parse(prev_json)?;
     // Convert (and validate the version) before inspecting: a result we cannot pass on fails anyway.
-    let out = pass_through(prev_json, &conf.cni_version)?;
+    let out = pass_through_text(call.stdin, prev_json, &conf.cni_version)?;
     let target = Target {
         netns: env.netns.clone(),
         ifname: env.ifname.clone(),
         pod_ips: prev.pod_ips(&env.ifname),
-        host_veth: prev.host_interfaces().next().map(|i| i.name.clone()),
+        host_ifaces: prev.host_interfaces().map(|i| i.name.clone()).collect(),
     };
+    // Calico's own entry decides which routes the pod should have. Only the conf dir is read
+    // (no binary lookups): this runs on every pod start.
+    let calico = CalicoConf::from_files(&cni_files::read_conf_dir(&files_query(call)), CALICO_TYPE);
+    if calico.is_none() {
+        log::debug!(
+            "Calico's entry (type {CALICO_TYPE}) not found in network {:?} in {}: route and family \
+             expectations fall back to Calico's defaults, ambiguous findings warn",
+            conf.name,
+            cfg.conf_dir.display()
+        );
+    }
     let timeout_ms = cfg.timeout.as_millis();
     let pod = inspect::gather_pod(&target, call.deadline)
         .map_err(|e| report::inspect_error(e, timeout_ms))?;
@@ -150,10 +165,11 @@ fn pod_call(call: &Call) -> Result<Option<serde_json::Value>, CniError> {
         target: &target,
         pod: &pod,
         host: &host,
+        calico: calico.as_ref(),
     };
     let mut findings = run_pod_checks(&facts, |id| cfg.severity_override(id));
     if cfg.node_checks {
-        findings.extend(node_findings(call, target.has_v6())?);
+        findings.extend(node_findings(call, Some(Families::of(&target.pod_ips)))?);
     }
     verdict(&findings, cfg, ErrorCode::CheckFailed)?;
     Ok((*command == Command::Add).then_some(out))
@@ -161,7 +177,7 @@ fn pod_call(call: &Call) -> Result<Option<serde_json::Value>, CniError> {
 
 /// STATUS: whether this node can serve ADD, i.e. the node checks.
 fn status_call(call: &Call) -> Result<(), CniError> {
-    let findings = node_findings(call, false)?;
+    let findings = node_findings(call, None)?;
     verdict(&findings, call.cfg, ErrorCode::PluginNotAvailable)
 }
 
@@ -181,27 +197,34 @@ fn verdict(findings: &[Finding], cfg: &Config, code: ErrorCode) -> Result<(), Cn
     }
 }
 
-/// The node checks, from the cache when a recent outcome for the same inputs exists.
-fn node_findings(call: &Call, want_v6: bool) -> Result<Vec<Finding>, CniError> {
+/// What the node checks (and the pod call's Calico lookup) read in the conf dir.
+fn files_query(call: &Call) -> CniFilesQuery {
     let Call { env, conf, cfg, .. } = call;
+    CniFilesQuery {
+        conf_dir: cfg.conf_dir.clone(),
+        network_name: conf.name.clone(),
+        our_type: conf.plugin_type.clone(),
+        cni_path: env.path.iter().map(PathBuf::from).collect(),
+        search_dirs: cfg.search_bin_dirs.clone(),
+        ..CniFilesQuery::default()
+    }
+}
+
+/// The node checks, from the cache when a recent outcome for the same inputs exists.
+/// `pod_families`: the pod's IP families after calico; `None` first in the chain and on STATUS.
+fn node_findings(call: &Call, pod_families: Option<Families>) -> Result<Vec<Finding>, CniError> {
+    let cfg = call.cfg;
     let query = node::NodeQuery {
-        files: CniFilesQuery {
-            conf_dir: cfg.conf_dir.clone(),
-            network_name: conf.name.clone(),
-            our_type: conf.plugin_type.clone(),
-            cni_path: env.path.iter().map(PathBuf::from).collect(),
-            search_dirs: cfg.search_bin_dirs.clone(),
-            ..CniFilesQuery::default()
-        },
+        files: files_query(call),
         iptables_command: cfg.iptables_command.clone(),
-        want_v6,
+        pod_families,
     };
     let overrides: Vec<_> = crate::checks::CheckId::ALL
         .iter()
         .filter_map(|id| cfg.severity_override(*id).map(|s| (id.as_str(), s)))
         .collect();
     let key = format!(
-        "netns={} q={:?}/{:?}/{:?}/{:?}/{:?} ipt={:?} v6={want_v6} overrides={overrides:?}",
+        "netns={} q={:?}/{:?}/{:?}/{:?}/{:?} ipt={:?} families={pod_families:?} overrides={overrides:?}",
         node::netns_id(),
         query.files.conf_dir,
         query.files.network_name,

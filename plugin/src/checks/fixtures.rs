@@ -1,6 +1,7 @@
 //! Healthy Calico wiring as gathered facts; tests break one piece at a time.
 
 use super::PodFacts;
+use crate::inspect::calico_conf::CalicoConf;
 use crate::inspect::*;
 use std::net::IpAddr;
 
@@ -13,6 +14,7 @@ pub struct Fixture {
     pub target: Target,
     pub pod: Result<PodView, NetnsProblem>,
     pub host: HostView,
+    pub calico: Option<CalicoConf>,
 }
 
 impl Fixture {
@@ -21,6 +23,7 @@ impl Fixture {
             target: &self.target,
             pod: &self.pod,
             host: &self.host,
+            calico: self.calico.as_ref(),
         }
     }
     pub fn pod_mut(&mut self) -> &mut PodView {
@@ -80,7 +83,7 @@ pub fn healthy_v4() -> Fixture {
             netns: "/run/netns/pod".into(),
             ifname: "eth0".into(),
             pod_ips: vec!["10.244.1.5/32".parse().expect("cidr")],
-            host_veth: Some(VETH.into()),
+            host_ifaces: vec![VETH.into()],
         },
         pod: Ok(PodView {
             link: Some(pod_link),
@@ -109,7 +112,54 @@ pub fn healthy_v4() -> Fixture {
                 oif_name: None,
             }],
         },
+        calico: Some(calico_ipam()),
     }
+}
+
+/// Calico's entry of a default calico-ipam install.
+pub fn calico_ipam() -> CalicoConf {
+    CalicoConf {
+        path: "/etc/cni/net.d/10-calico.conflist".into(),
+        ipam_type: "calico-ipam".into(),
+        ..CalicoConf::default()
+    }
+}
+
+/// Canal / host-local with `ipam.routes`: the pod has a route per IPv4 dst via 169.254.1.1,
+/// and the default route only with `include_default_routes`.
+pub fn host_local_custom(dsts: &[&str], include_default_routes: bool) -> Fixture {
+    let mut fx = healthy_v4();
+    fx.calico = Some(CalicoConf {
+        ipam_type: "host-local".into(),
+        host_local_routes: dsts.iter().map(|d| d.parse().expect("cidr")).collect(),
+        host_local_subnets: vec![Some(calico_conf::Families::V4)],
+        include_default_routes,
+        ..calico_ipam()
+    });
+    let pod = fx.pod_mut();
+    if !include_default_routes {
+        pod.routes.retain(|r| !r.is_default());
+    }
+    for d in dsts.iter().filter(|d| !d.contains(':')) {
+        pod.routes
+            .push(route(Some(d), Some("169.254.1.1"), POD_IDX, false));
+    }
+    fx
+}
+
+/// Gives a host-local fixture an IPv6 address, wired as Calico does, with `dst` via the host
+/// end's link-local as its one IPv6 route.
+pub fn make_dual_custom(fx: &mut Fixture, dst: &str) {
+    let dual = healthy_dual();
+    fx.target.pod_ips = dual.target.pod_ips.clone();
+    fx.host = dual.host;
+    let pod = fx.pod_mut();
+    pod.addrs.push(Addr {
+        index: POD_IDX,
+        ip: ip("fd00:10::5"),
+        prefix_len: 128,
+    });
+    pod.routes.push(route(Some(dst), Some(LL), POD_IDX, false));
 }
 
 pub fn healthy_dual() -> Fixture {

@@ -10,7 +10,10 @@ pub(crate) fn is_conflict(l: &RouteLookup, veth_index: Option<u32>) -> bool {
         return false;
     };
     let full = if l.ip.is_ipv4() { 32 } else { 128 };
-    r.local || (veth_index.is_some() && r.dst_len == full && r.oif != veth_index)
+    r.local
+        || (veth_index.is_some()
+            && r.dst_len == full
+            && !r.paths().iter().any(|p| p.oif == veth_index))
 }
 
 pub fn check(f: &PodFacts) -> Vec<Finding> {
@@ -26,9 +29,10 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
         // IPv6 routes have no scope in the kernel (always "global"): only IPv4 can be checked for it.
         let ok = l.route.as_ref().is_some_and(|r| {
             r.dst_len == full
-                && r.oif == Some(veth.index)
+                && r.paths()
+                    .iter()
+                    .any(|p| p.oif == Some(veth.index) && p.gateway.is_none())
                 && (r.scope_link || l.ip.is_ipv6())
-                && r.gateway.is_none()
         });
         if ok {
             continue;

@@ -1,10 +1,11 @@
-//! `host-veth`: the host end of the pod's veth is found (the prevResult's host interface,
-//! cross-checked with the pod interface's peer index), is a veth, and is up.
+//! `host-veth`: the host end of the pod's veth is found (of the prevResult's host interfaces, the
+//! one that is the pod interface's peer), is a veth (or Calico's netkit), and is up.
 
-use super::{CheckId, Finding, PodFacts, CALICO_UNFINISHED};
+use super::{CheckId, Finding, PodFacts, Severity, CALICO_UNFINISHED};
+use crate::inspect::is_calico_kind;
 
 pub fn check(f: &PodFacts) -> Vec<Finding> {
-    let named = f.target.host_veth.as_deref();
+    let named = &f.target.host_ifaces;
     let pod_link = f.pod_link();
     let by_name = f.host.veth_by_name.as_ref();
     let by_peer = f.host.veth_by_peer.as_ref();
@@ -21,17 +22,24 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
     let mut out = Vec::new();
 
     if let Some(link) = pod_link {
-        if link.peer_index.is_none() || link.kind.as_deref() != Some("veth") {
+        if link.peer_index.is_none() || !is_calico_kind(link.kind.as_deref()) {
             out.push(mk(
                 f.pod_object(),
-                "pod interface is not one end of a veth pair",
-                "a veth whose peer is the host's cali* interface".into(),
+                "pod interface is not one end of a veth (or netkit) pair",
+                "a veth (or netkit, with device_type netkit) whose peer is the host's cali* interface"
+                    .into(),
                 format!("interface kind {}", link.kind.as_deref().unwrap_or("none")),
             ));
             return out;
         }
     }
-    let veth = match (named, by_name, by_peer) {
+    // With one host interface in the result, it must be the peer (Calico names its host end);
+    // with several, the others belong to other plugins (bandwidth's ifb, ...) and are left alone.
+    let single = match named.as_slice() {
+        [n] => Some(n.as_str()),
+        _ => None,
+    };
+    let veth = match (single, by_name, by_peer) {
         (Some(n), None, _) => {
             let found = match by_peer {
                 Some(p) => format!(
@@ -60,8 +68,29 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
             ));
             return out;
         }
+        (None, None, Some(b)) if !named.is_empty() => {
+            // Several host interfaces and none is the peer: which one Calico meant cannot be
+            // told, so this warns and goes on with the real peer.
+            out.push(
+                mk(
+                    format!("host veth {}", b.name),
+                    "none of the result's host interfaces is the pod interface's peer",
+                    format!(
+                        "one of {} to be the peer of the pod's {}",
+                        named.join(", "),
+                        f.target.ifname
+                    ),
+                    format!(
+                        "the pod's {} is paired with {} (ifindex {})",
+                        f.target.ifname, b.name, b.index
+                    ),
+                )
+                .at(Severity::Warn),
+            );
+            b
+        }
         (_, Some(v), _) | (None, None, Some(v)) => v,
-        (None, None, None) => {
+        (_, None, None) => {
             if pod_link.is_some() {
                 out.push(mk(
                     f.pod_object(),
@@ -94,11 +123,11 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
             ));
         }
     }
-    if veth.kind.as_deref() != Some("veth") {
+    if !is_calico_kind(veth.kind.as_deref()) {
         out.push(mk(
             object.clone(),
             "host end is not a veth",
-            "kind veth".into(),
+            "kind veth (or netkit, with device_type netkit)".into(),
             format!("kind {}", veth.kind.as_deref().unwrap_or("none")),
         ));
     }
@@ -159,7 +188,7 @@ mod tests {
     #[test]
     fn result_without_host_interface_uses_the_peer() {
         let mut fx = healthy_v4();
-        fx.target.host_veth = None;
+        fx.target.host_ifaces.clear();
         fx.host.veth_by_name = None;
         assert!(check(&fx.facts()).is_empty());
     }
@@ -172,5 +201,52 @@ mod tests {
         l.peer_index = None;
         let f = check(&fx.facts());
         assert!(f[0].problem.contains("not one end of a veth"));
+    }
+
+    fn netkit(fx: &mut Fixture) {
+        fx.pod_mut().link.as_mut().unwrap().kind = Some("netkit".into());
+        for l in [&mut fx.host.veth_by_name, &mut fx.host.veth_by_peer] {
+            l.as_mut().unwrap().kind = Some("netkit".into());
+        }
+    }
+
+    #[test]
+    fn netkit_pair_is_calicos_too() {
+        let mut fx = healthy_v4();
+        netkit(&mut fx);
+        assert!(check(&fx.facts()).is_empty());
+        // The whole pod check set passes over a netkit pair with the same MAC, sysctls, routes.
+        let all = crate::checks::run_pod_checks(&fx.facts(), |_| None);
+        assert!(all.is_empty(), "{all:#?}");
+        fx.host.veth_by_peer.as_mut().unwrap().up = false;
+        fx.host.veth_by_name.as_mut().unwrap().up = false;
+        assert_eq!(check(&fx.facts())[0].problem, "host veth is down");
+    }
+
+    /// The bandwidth plugin's ifb (or multus, ...) listed before Calico's host end.
+    #[test]
+    fn other_host_interfaces_are_left_alone() {
+        let mut fx = healthy_v4();
+        fx.target.host_ifaces = vec!["bwp1234567890a".into(), VETH.into()];
+        assert!(check(&fx.facts()).is_empty());
+        // Order does not matter either.
+        fx.target.host_ifaces.reverse();
+        assert!(check(&fx.facts()).is_empty());
+    }
+
+    #[test]
+    fn several_host_interfaces_none_the_peer_warns_and_checks_the_peer() {
+        let mut fx = healthy_v4();
+        fx.target.host_ifaces = vec!["bwp1".into(), "calinotthis".into()];
+        fx.host.veth_by_name = None;
+        let f = check(&fx.facts());
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Warn);
+        assert_eq!(f[0].object, format!("host veth {VETH}"));
+        assert!(f[0].expected.contains("bwp1, calinotthis"));
+        // ...and the real peer is still judged.
+        fx.host.veth_by_peer.as_mut().unwrap().up = false;
+        let f = check(&fx.facts());
+        assert_eq!(f[1].problem, "host veth is down");
     }
 }

@@ -15,7 +15,10 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
             let other = l
                 .oif_name
                 .clone()
-                .unwrap_or_else(|| format!("ifindex {}", r.oif.unwrap_or_default()));
+                .unwrap_or_else(|| {
+                    let oif = r.paths().iter().find_map(|p| p.oif);
+                    format!("ifindex {}", oif.unwrap_or_default())
+                });
             let veth_name = veth.map(|v| v.name.as_str()).unwrap_or("the pod's veth");
             let (problem, found) = if r.local {
                 (

@@ -27,13 +27,44 @@ fn other(b: Backend) -> Backend {
     }
 }
 
-/// Only the tables iptables manages: native nftables tables (firewalld's inet, ...) are not
-/// "iptables rules" and say nothing about which backend Felix should use.
+/// The tables iptables-nft writes (one per iptables table); native nftables tables (firewalld's
+/// inet, Felix's `calico`, kube-proxy's `kube-proxy`, ...) are not "iptables rules" and say
+/// nothing about which iptables backend Felix should use.
+const XTABLES: &[&str] = &["filter", "nat", "mangle", "raw", "security"];
+
 fn iptables_chains(s: &NetfilterState, b: Backend) -> impl Iterator<Item = &Chain> {
+    s.chains.iter().filter(move |c| {
+        c.backend == b
+            && (c.family == "ip" || c.family == "ip6")
+            && (b == Backend::Legacy || XTABLES.contains(&c.table.as_str()))
+    })
+}
+
+/// Chains of a native nftables table in the `ip`/`ip6` families.
+fn nft_table_chains(s: &NetfilterState, table: &str) -> usize {
     s.chains
         .iter()
-        .filter(move |c| c.backend == b && (c.family == "ip" || c.family == "ip6"))
+        .filter(|c| {
+            c.backend == Backend::Nft && (c.family == "ip" || c.family == "ip6") && c.table == table
+        })
+        .count()
 }
+
+/// Felix's nftables dataplane programs table `calico` in `ip` and `ip6`
+/// (felix/dataplane/linux/int_dataplane.go `nftables.NewTable("calico", 4|6, ...)`).
+const FELIX_TABLE: &str = "calico";
+/// kube-proxy's nftables mode programs table `kube-proxy` in `ip` and `ip6`. Felix decides
+/// "kube-proxy is in nftables mode" exactly by that table having chains
+/// (felix/nftables/utils.go `KubeProxyNftablesEnabledFn`), and in its default
+/// `NFTablesMode=Auto` follows it (`nftables.Enabled`).
+const KUBE_PROXY_TABLE: &str = "kube-proxy";
+/// Chains only kube-proxy's iptables and ipvs modes make (kubelet's own KUBE-KUBELET-CANARY
+/// and KUBE-FIREWALL exist whatever kube-proxy does).
+const KUBE_PROXY_IPTABLES_CHAINS: &[&str] =
+    &["KUBE-SERVICES", "KUBE-PROXY-CANARY", "KUBE-NODEPORTS"];
+/// The raw chain only Felix's eBPF dataplane makes (felix/rules/static.go
+/// `StaticBPFModeRawChains`, `ChainRawBPFUntrackedPolicy`): eBPF replaces kube-proxy.
+const FELIX_BPF_CHAIN: &str = "cali-untracked-policy";
 
 #[derive(Debug, Default)]
 struct Side {
@@ -80,9 +111,38 @@ pub fn check(f: &NodeFacts) -> Vec<Finding> {
     };
     let legacy = side(state, Backend::Legacy);
     let nft = side(state, Backend::Nft);
+    let felix_nft = nft_table_chains(state, FELIX_TABLE);
+    let kube_nft = nft_table_chains(state, KUBE_PROXY_TABLE);
+    let bpf = state
+        .chains
+        .iter()
+        .any(|c| c.name.ends_with(FELIX_BPF_CHAIN));
     let mut out = Vec::new();
+    if felix_nft > 0 {
+        return nftables_dataplane(state, felix_nft, kube_nft, bpf, &legacy, &nft);
+    }
     let calico_in = match (legacy.cali > 0, nft.cali > 0) {
-        (false, false) => return out, // Felix has not programmed yet, or the eBPF dataplane
+        // Felix has not programmed yet, or the eBPF dataplane without iptables chains.
+        (false, false) => return out,
+        _ if kube_nft > 0 && !bpf => {
+            out.push(Finding::new(
+                CheckId::IptablesBackend,
+                "the host's netfilter rules",
+                "kube-proxy runs in nftables mode while Felix programs iptables",
+                "Felix's nftables dataplane (table calico) with kube-proxy's nftables mode, or both on iptables",
+                format!(
+                    "{kube_nft} chains in nftables table {KUBE_PROXY_TABLE}; cali-* iptables chains: {} in \
+                     iptables-legacy, {} in iptables-nft; no nftables table {FELIX_TABLE}",
+                    legacy.cali, nft.cali
+                ),
+                "Calico and kube-proxy must use the same netfilter generation, or Services and policy \
+                 break: Felix's default nftablesMode Auto follows kube-proxy (it restarts within seconds \
+                 of a kube-proxy mode change), so nftablesMode is probably set to Disabled here. Set it to Auto \
+                 or Enabled (FelixConfiguration nftablesMode, FELIX_NFTABLESMODE on calico-node, or the \
+                 operator's Installation linuxDataplane: Nftables), or put kube-proxy back in iptables mode",
+            ));
+            return out;
+        }
         (true, true) => {
             out.push(
                 Finding::new(
@@ -170,6 +230,65 @@ pub fn check(f: &NodeFacts) -> Vec<Finding> {
                 .at(Severity::Warn),
             );
         }
+    }
+    out
+}
+
+/// Felix's nftables dataplane: its rules are in table `calico`, the iptables backends hold
+/// nothing of Felix's (it sweeps them), and kube-proxy must be in nftables mode too.
+fn nftables_dataplane(
+    state: &NetfilterState,
+    felix_nft: usize,
+    kube_nft: usize,
+    bpf: bool,
+    legacy: &Side,
+    nft: &Side,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if legacy.cali > 0 || nft.cali > 0 {
+        out.push(
+            Finding::new(
+                CheckId::IptablesBackend,
+                "the host's netfilter rules",
+                "Felix programs its nftables dataplane but Calico's iptables chains (cali-*) remain",
+                "Calico's rules in nftables table calico only",
+                format!(
+                    "{felix_nft} chains in nftables table {FELIX_TABLE}; cali-* chains: {} in \
+                     iptables-legacy, {} in iptables-nft",
+                    legacy.cali, nft.cali
+                ),
+                "they are left from Felix's iptables mode and still run: Felix sweeps them when it \
+                 starts, so restart calico-node on this node; if they stay, flush them or reboot the node",
+            )
+            .at(Severity::Warn),
+        );
+    }
+    let kube_ipt: Vec<&str> = KUBE_PROXY_IPTABLES_CHAINS
+        .iter()
+        .copied()
+        .filter(|k| {
+            [Backend::Legacy, Backend::Nft]
+                .into_iter()
+                .any(|b| iptables_chains(state, b).any(|c| c.name == *k))
+        })
+        .collect();
+    if kube_nft == 0 && !kube_ipt.is_empty() && !bpf {
+        out.push(Finding::new(
+            CheckId::IptablesBackend,
+            "the host's netfilter rules",
+            "Felix runs its nftables dataplane while kube-proxy runs in iptables (or ipvs) mode",
+            "kube-proxy in nftables mode (nftables table kube-proxy), as Calico's nftables dataplane requires",
+            format!(
+                "{felix_nft} chains in nftables table {FELIX_TABLE}; kube-proxy's iptables chains {}; \
+                 no nftables table {KUBE_PROXY_TABLE}",
+                kube_ipt.join(", ")
+            ),
+            "Calico and kube-proxy must use the same netfilter generation, or Services and policy \
+             break: Felix's default nftablesMode Auto would follow kube-proxy, so it is probably set to \
+             Enabled here. Put kube-proxy in nftables mode (KubeProxyConfiguration mode: nftables), or set \
+             Felix's nftablesMode to Auto or Disabled (FelixConfiguration nftablesMode, \
+             FELIX_NFTABLESMODE on calico-node, or the operator's Installation linuxDataplane: Iptables)",
+        ));
     }
     out
 }
@@ -304,6 +423,130 @@ mod tests {
         inet.family = "inet".into();
         let f = check(&facts(
             vec![chain(Legacy, "filter", "cali-INPUT", 3), inet],
+            None,
+        ));
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    fn nft_chain(family: &str, table: &str, name: &str) -> Chain {
+        Chain {
+            backend: Nft,
+            family: family.into(),
+            table: table.into(),
+            name: name.into(),
+            rules: 3,
+        }
+    }
+
+    /// Felix's nftables dataplane and kube-proxy's nftables mode, both families.
+    fn all_nftables() -> Vec<Chain> {
+        let mut v = vec![];
+        for fam in ["ip", "ip6"] {
+            v.push(nft_chain(fam, "calico", "filter-FORWARD"));
+            v.push(nft_chain(fam, "calico", "filter-cali-from-wl-dispatch"));
+            v.push(nft_chain(fam, "kube-proxy", "services"));
+            v.push(nft_chain(fam, "kube-proxy", "filter-forward"));
+        }
+        v
+    }
+
+    #[test]
+    fn healthy_all_nftables_node_is_quiet() {
+        assert!(check(&facts(all_nftables(), Some(Nft))).is_empty());
+        // Whatever the iptables command is, and with kubelet's canaries in iptables-nft.
+        let mut c = all_nftables();
+        c.push(chain(Nft, "mangle", "KUBE-KUBELET-CANARY", 0));
+        c.push(chain(Legacy, "filter", "INPUT", 4));
+        assert!(check(&facts(c, Some(Legacy))).is_empty());
+        // IPv6 only: Felix's and kube-proxy's tables in ip6 alone.
+        let v6: Vec<Chain> = all_nftables()
+            .into_iter()
+            .filter(|c| c.family == "ip6")
+            .collect();
+        assert!(check(&facts(v6, None)).is_empty());
+    }
+
+    #[test]
+    fn kube_proxy_nftables_with_felix_iptables_is_an_error() {
+        let mut c: Vec<Chain> = all_nftables()
+            .into_iter()
+            .filter(|c| c.table == "kube-proxy")
+            .collect();
+        c.push(chain(Nft, "filter", "cali-FORWARD", 9));
+        c.push(chain(Nft, "filter", "FORWARD", 2));
+        let f = check(&facts(c, Some(Nft)));
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Error);
+        assert_eq!(
+            f[0].problem,
+            "kube-proxy runs in nftables mode while Felix programs iptables"
+        );
+        assert!(f[0].remedy.contains("nftablesMode"), "{}", f[0].remedy);
+        assert!(f[0].found.contains("table kube-proxy"), "{}", f[0].found);
+    }
+
+    #[test]
+    fn felix_nftables_with_kube_proxy_iptables_is_an_error() {
+        let mut c: Vec<Chain> = all_nftables()
+            .into_iter()
+            .filter(|c| c.table == "calico")
+            .collect();
+        c.push(chain(Legacy, "nat", "KUBE-SERVICES", 20));
+        c.push(chain(Legacy, "nat", "KUBE-MARK-MASQ", 1));
+        let f = check(&facts(c, Some(Legacy)));
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Error);
+        assert!(f[0]
+            .problem
+            .starts_with("Felix runs its nftables dataplane"));
+        assert!(f[0].found.contains("KUBE-SERVICES"), "{}", f[0].found);
+        assert!(f[0].remedy.contains("mode: nftables"), "{}", f[0].remedy);
+    }
+
+    #[test]
+    fn felix_nftables_without_any_kube_proxy_is_quiet() {
+        // No kube-proxy at all (another service proxy), kubelet's canary in iptables only.
+        let mut c: Vec<Chain> = all_nftables()
+            .into_iter()
+            .filter(|c| c.table == "calico")
+            .collect();
+        c.push(chain(Nft, "nat", "KUBE-KUBELET-CANARY", 0));
+        assert!(check(&facts(c, None)).is_empty());
+    }
+
+    #[test]
+    fn felix_nftables_with_stale_iptables_chains_warns() {
+        let mut c = all_nftables();
+        c.push(chain(Legacy, "filter", "cali-FORWARD", 9));
+        let f = check(&facts(c, None));
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Warn);
+        assert!(f[0].problem.contains("remain"));
+    }
+
+    #[test]
+    fn ebpf_dataplane_gets_no_finding() {
+        // eBPF without iptables chains: nothing of Felix's in netfilter at all.
+        assert!(check(&facts(vec![chain(Nft, "filter", "INPUT", 3)], Some(Nft))).is_empty());
+        // eBPF with its few iptables chains and a kube-proxy in nftables mode Felix has not
+        // cleaned up yet: eBPF replaces kube-proxy, not a backend disagreement.
+        let mut c: Vec<Chain> = all_nftables()
+            .into_iter()
+            .filter(|c| c.table == "kube-proxy")
+            .collect();
+        c.push(chain(Nft, "raw", "cali-PREROUTING", 3));
+        c.push(chain(Nft, "raw", "cali-untracked-policy", 1));
+        assert!(check(&facts(c, Some(Nft))).is_empty());
+    }
+
+    #[test]
+    fn native_tables_in_ip_families_are_not_host_iptables_rules() {
+        // A user's own `table ip mytable` does not make iptables-nft "the host's backend".
+        let f = check(&facts(
+            vec![
+                chain(Legacy, "filter", "cali-INPUT", 3),
+                nft_chain("ip", "mytable", "input"),
+            ],
             None,
         ));
         assert!(f.is_empty(), "{f:#?}");

@@ -20,11 +20,13 @@ pub mod pod_default_route;
 pub mod pod_gateway_route;
 pub mod pod_interface;
 pub mod pod_netns;
+pub mod pod_routes;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
 
 // Fact types live with the code that gathers them; re-exported for the checks.
+use crate::inspect::calico_conf::CalicoConf;
 pub use crate::inspect::node::{IptablesCommand, NodeFacts};
 use crate::inspect::{HostView, NetnsProblem, PodView, Target};
 use serde::{Deserialize, Serialize};
@@ -66,8 +68,9 @@ check_ids! {
     PodNetns => "pod-netns", Error, "CNI_NETNS can be opened and is a network namespace";
     PodInterface => "pod-interface", Error, "CNI_IFNAME exists in the pod, is up, and carries the pod's IPs";
     PodGatewayRoute => "pod-gateway-route", Error, "the pod has 169.254.1.1/32 dev <ifname> scope link";
-    PodDefaultRoute => "pod-default-route", Error, "the pod's default route goes via 169.254.1.1 (IPv6: the host veth's link-local) on <ifname>";
-    HostVeth => "host-veth", Error, "the host end of the pod's veth exists, is the pod interface's peer, is a veth and is up";
+    PodDefaultRoute => "pod-default-route", Error, "the pod's default route goes via 169.254.1.1 (IPv6: the host veth's link-local) on <ifname>, where Calico's config gives the pod default routes";
+    PodRoutes => "pod-routes", Error, "each custom route of Calico's host-local ipam.routes is in the pod via 169.254.1.1 (IPv6: the host veth's link-local) on <ifname>";
+    HostVeth => "host-veth", Error, "the host end of the pod's veth exists, is the pod interface's peer, is a veth (or Calico's netkit) and is up";
     HostVethMac => "host-veth-mac", Warn, "the host end of the veth has MAC ee:ee:ee:ee:ee:ee";
     HostProxyArp => "host-proxy-arp", Error, "proxy_arp (IPv4) and proxy_ndp (IPv6) are 1 on the host veth";
     HostForwarding => "host-forwarding", Error, "forwarding is enabled on the host veth";
@@ -76,8 +79,8 @@ check_ids! {
     PodArp => "pod-arp", Error, "the pod's ARP entry for 169.254.1.1, if any, points at the host veth's MAC";
     CniBinDir => "cni-bin-dir", Error, "every plugin (and ipam) binary of the conflist is an executable file in one of the CNI_PATH dirs";
     ConflistOrder => "conflist-order", Warn, "no other network's config file sorts before ours in the conf dir (the runtime uses the first)";
-    IptablesBackend => "iptables-backend", Error, "Calico's iptables rules live in the same backend (legacy or nft) as kube-proxy's and the host's";
-    HostIpForward => "host-ip-forward", Error, "net.ipv4.ip_forward=1 on the node (and IPv6 forwarding for IPv6 pods)";
+    IptablesBackend => "iptables-backend", Error, "Calico's iptables rules live in the same backend (legacy or nft) as kube-proxy's and the host's; Felix's nftables dataplane runs with kube-proxy's nftables mode";
+    HostIpForward => "host-ip-forward", Error, "net.ipv4.ip_forward=1 where pods get IPv4, net.ipv6.conf.all.forwarding=1 where they get IPv6 (the pod's IPs, else Calico's IPAM config)";
     HostRpFilter => "host-rp-filter", Warn, "net.ipv4.conf.all.rp_filter is not 2 (loose), which Felix refuses";
 }
 
@@ -193,6 +196,9 @@ pub struct PodFacts<'a> {
     pub target: &'a Target,
     pub pod: &'a Result<PodView, NetnsProblem>,
     pub host: &'a HostView,
+    /// Calico's entry in our network's conf file; `None` when it could not be found or read
+    /// (then what Calico meant is unknown, and checks that depend on it warn instead of fail).
+    pub calico: Option<&'a CalicoConf>,
 }
 
 impl<'a> PodFacts<'a> {
@@ -219,6 +225,7 @@ pub const POD_CHECKS: &[(CheckId, PodCheck)] = &[
     (CheckId::PodInterface, pod_interface::check),
     (CheckId::PodGatewayRoute, pod_gateway_route::check),
     (CheckId::PodDefaultRoute, pod_default_route::check),
+    (CheckId::PodRoutes, pod_routes::check),
     (CheckId::HostVeth, host_veth::check),
     (CheckId::HostVethMac, host_veth_mac::check),
     (CheckId::HostProxyArp, host_proxy_arp::check),
@@ -314,13 +321,30 @@ pub fn describe_route(
     if r.local {
         s = format!("local {s}");
     }
-    if let Some(gw) = r.gateway {
-        s.push_str(&format!(" via {gw}"));
-    }
-    if let Some(oif) = r.oif {
-        match name_of(oif) {
-            Some(n) => s.push_str(&format!(" dev {n}")),
-            None => s.push_str(&format!(" dev if{oif}")),
+    let dev = |oif: u32| match name_of(oif) {
+        Some(n) => format!(" dev {n}"),
+        None => format!(" dev if{oif}"),
+    };
+    if r.nexthops.is_empty() {
+        if let Some(gw) = r.gateway {
+            s.push_str(&format!(" via {gw}"));
+        }
+        if let Some(oif) = r.oif {
+            s.push_str(&dev(oif));
+        }
+    } else {
+        // ECMP / nexthop object: every path, as `ip route` shows them.
+        if let Some(id) = r.nh_id {
+            s.push_str(&format!(" nhid {id}"));
+        }
+        for p in &r.nexthops {
+            s.push_str(" nexthop");
+            if let Some(gw) = p.gateway {
+                s.push_str(&format!(" via {gw}"));
+            }
+            if let Some(oif) = p.oif {
+                s.push_str(&dev(oif));
+            }
         }
     }
     if r.scope_link {

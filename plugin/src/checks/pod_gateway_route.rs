@@ -16,7 +16,7 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
     let ok = pod.iter().any(|r| {
         r.dst_len == 32
             && r.dst.map(|d| d.ip()) == Some(gw)
-            && r.oif == Some(link.index)
+            && r.paths().iter().any(|p| p.oif == Some(link.index))
             && r.scope_link
     });
     if ok {

@@ -218,6 +218,137 @@ pub fn pass_through(prev: &Value, cni_version: &str) -> Result<Value, CniError> 
     Ok(out)
 }
 
+/// [`pass_through`], printed with the prevResult's own text wherever it is not changed: every
+/// value but `cniVersion` (and, when converting, the IPs' `version`) is copied byte for byte
+/// from `stdin`, so numbers keep their text (`1e3` stays `1e3`; serde_json would print
+/// `1e+3`). Falls back to printing the converted value if the raw text cannot be spliced.
+pub fn pass_through_text(
+    stdin: &[u8],
+    prev: &Value,
+    cni_version: &str,
+) -> Result<String, CniError> {
+    let converted = pass_through(prev, cni_version)?;
+    let converting = needs_conversion(prev, cni_version);
+    Ok(raw::splice(stdin, cni_version, converting).unwrap_or_else(|| converted.to_string()))
+}
+
+fn needs_conversion(prev: &Value, cni_version: &str) -> bool {
+    prev.get("cniVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|pv| version::ips_carry_version(pv) != version::ips_carry_version(cni_version))
+}
+
+/// Splicing the prevResult's raw text: objects as ordered `(key, raw value)` lists.
+mod raw {
+    use super::version;
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
+
+    type Entries<'a> = Vec<(String, Cow<'a, str>)>;
+
+    struct Object<'a>(Vec<(String, &'a RawValue)>);
+
+    impl<'de> Deserialize<'de> for Object<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Object<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Object<'de>, M::Error> {
+                    let mut out = Vec::new();
+                    while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
+                        out.push((k, v));
+                    }
+                    Ok(Object(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    fn object(text: &str) -> Option<Object<'_>> {
+        serde_json::from_str(text).ok()
+    }
+
+    fn write(entries: &Entries) -> Option<String> {
+        let mut out = String::from("{");
+        for (i, (k, v)) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(k).ok()?);
+            out.push(':');
+            out.push_str(v);
+        }
+        out.push('}');
+        Some(out)
+    }
+
+    /// Sets `key` in place, or appends it, as serde_json's ordered Map::insert does.
+    fn set<'a>(entries: &mut Entries<'a>, key: &str, value: String) {
+        match entries.iter_mut().find(|(k, _)| k == key) {
+            Some(e) => e.1 = Cow::Owned(value),
+            None => entries.push((key.to_string(), Cow::Owned(value))),
+        }
+    }
+
+    pub(super) fn splice(stdin: &[u8], cni_version: &str, converting: bool) -> Option<String> {
+        let text = std::str::from_utf8(stdin).ok()?;
+        let conf = object(text)?;
+        // The last one wins, as in serde_json's (and Go's) parse of the whole config.
+        let prev = conf.0.iter().rev().find(|(k, _)| k == "prevResult")?.1;
+        let prev = object(prev.get())?;
+        let mut entries: Entries = prev
+            .0
+            .into_iter()
+            .map(|(k, v)| (k, Cow::Borrowed(v.get())))
+            .collect();
+        if converting {
+            let add = version::ips_carry_version(cni_version);
+            for e in entries.iter_mut().filter(|(k, _)| k == "ips") {
+                let Ok(ips) = serde_json::from_str::<Vec<&RawValue>>(&e.1) else {
+                    continue; // not a list: left as it is, as pass_through does
+                };
+                let mut items = Vec::with_capacity(ips.len());
+                for ip in ips {
+                    let Some(o) = object(ip.get()) else {
+                        items.push(ip.get().to_string());
+                        continue;
+                    };
+                    let mut ip_entries: Entries =
+                        o.0.into_iter()
+                            .map(|(k, v)| (k, Cow::Borrowed(v.get())))
+                            .collect();
+                    if add {
+                        let fam = ip_entries
+                            .iter()
+                            .rev()
+                            .find(|(k, _)| k == "address")
+                            .and_then(|(_, v)| serde_json::from_str::<String>(v).ok())
+                            .map(|a| if a.contains(':') { "6" } else { "4" })
+                            .unwrap_or("4");
+                        set(&mut ip_entries, "version", serde_json::to_string(fam).ok()?);
+                    } else {
+                        ip_entries.retain(|(k, _)| k != "version");
+                    }
+                    items.push(write(&ip_entries)?);
+                }
+                e.1 = Cow::Owned(format!("[{}]", items.join(",")));
+            }
+        }
+        set(
+            &mut entries,
+            "cniVersion",
+            serde_json::to_string(cni_version).ok()?,
+        );
+        write(&entries)
+    }
+}
+
 /// The result a plugin placed first in a chain hands on: nothing, in the config's version.
 pub fn empty_result(cni_version: &str) -> Value {
     serde_json::json!({ "cniVersion": cni_version })
@@ -308,5 +439,62 @@ mod tests {
     fn unsupported_prev_version_is_code_1() {
         let e = pass_through(&json!({"cniVersion":"0.2.0","ip4":{}}), "1.0.0").unwrap_err();
         assert_eq!(e.code, ErrorCode::IncompatibleVersion);
+    }
+
+    /// Cargo.toml's promise (serde_json `arbitrary_precision`): numbers in the prevResult are
+    /// passed on exactly as written, in every version and across conversions.
+    #[test]
+    fn numbers_keep_their_text_across_versions_and_conversions() {
+        let numbers = r#"{"mtu":1e3,"ratio":1.50,"big":123456789012345678901234567890,"neg":-0.0,"exp":2E-7,"int":7}"#;
+        for (from, to) in [
+            ("0.3.1", "0.3.1"),
+            ("0.3.1", "1.0.0"),
+            ("0.4.0", "1.1.0"),
+            ("1.0.0", "0.3.1"),
+            ("1.0.0", "1.0.0"),
+            ("1.1.0", "0.4.0"),
+        ] {
+            let text = format!(
+                r#"{{"cniVersion":"{from}","interfaces":[{{"name":"cali1","mtu":1e3}}],
+                   "ips":[{{"address":"10.244.1.5/32","weight":1.50}}],
+                   "routes":[{{"dst":"10.244.1.5/32","priority":1.0e2}}],
+                   "custom":{numbers}}}"#
+            );
+            let stdin = format!(
+                r#"{{"cniVersion":"{to}","name":"k8s-pod-network","type":"calico-preflight","prevResult":{text}}}"#
+            );
+            let prev: Value = serde_json::from_str(&text).unwrap();
+            let out = pass_through_text(stdin.as_bytes(), &prev, to).unwrap();
+            // The same result as the converted value, only with the numbers as written.
+            let reparsed: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(reparsed, pass_through(&prev, to).unwrap(), "{from}->{to}");
+            for lit in [
+                r#""mtu":1e3"#,
+                r#""weight":1.50"#,
+                r#""priority":1.0e2"#,
+                r#""ratio":1.50"#,
+                r#""big":123456789012345678901234567890"#,
+                r#""neg":-0.0"#,
+                r#""exp":2E-7"#,
+                r#""int":7"#,
+            ] {
+                assert!(out.contains(lit), "{from}->{to}: {lit} not in {out}");
+            }
+        }
+    }
+
+    /// Calico 3.32's calico-ipam result has one `{dst: <podIP>/32}` per IP in `routes`: the
+    /// host side. It is passed on untouched and plays no part in what the pod is expected to
+    /// have (the typed view does not even read it).
+    #[test]
+    fn calico_332_per_ip_routes_are_passed_on_and_not_read() {
+        let prev = json!({"cniVersion":"1.0.0",
+            "interfaces":[{"name":"cali12345678901"},{"name":"eth0","sandbox":"/var/run/netns/x"}],
+            "ips":[{"address":"10.244.1.5/32","interface":1},{"address":"fd00::5/128","interface":1}],
+            "routes":[{"dst":"10.244.1.5/32"},{"dst":"fd00::5/128"}]});
+        let typed = PrevResult::parse(&prev).unwrap();
+        assert_eq!(typed.pod_ips("eth0").len(), 2);
+        let out = pass_through(&prev, "1.0.0").unwrap();
+        assert_eq!(out["routes"], prev["routes"]);
     }
 }

@@ -241,7 +241,7 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     .into_iter();
 
     let mut pods = Vec::with_capacity(pairs.len());
-    let mut want_v6 = false;
+    let mut families: Option<inspect::calico_conf::Families> = None;
     for (veth, ns) in pairs {
         let view = match (&ns, veth.peer_index) {
             (Some(_), Some(_)) => views.next(),
@@ -249,10 +249,12 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
         };
         nl.set_deadline(Deadline::after(s.timeout));
         let report = pod_report(&mut nl, veth, ns, view, &s)?;
-        want_v6 |= report.ips.iter().any(|i| i.contains(':'));
+        let ips: Vec<IpNetwork> = report.ips.iter().filter_map(|i| i.parse().ok()).collect();
+        let f = inspect::calico_conf::Families::of(&ips);
+        families = Some(families.map_or(f, |a| a.union(f)));
         pods.push(report);
     }
-    let node = node_findings(o, &s, want_v6)?;
+    let node = node_findings(o, &s, families)?;
     Ok(summarize(node, pods))
 }
 
@@ -308,13 +310,14 @@ fn pod_report(
         netns: ns.path.clone(),
         ifname: ifname.clone().unwrap_or_default(),
         pod_ips: ips,
-        host_veth: Some(veth.name.clone()),
+        host_ifaces: vec![veth.name.clone()],
     };
     let host = inspect::gather_host_with(nl, &target, pod.as_ref().ok())?;
     let facts = PodFacts {
         target: &target,
         pod: &pod,
         host: &host,
+        calico: None,
     };
     report.interface = ifname;
     report.ips = target.pod_ips.iter().map(|i| i.to_string()).collect();
@@ -322,7 +325,11 @@ fn pod_report(
     Ok(report)
 }
 
-fn node_findings(o: &Options, s: &Setup, want_v6: bool) -> Result<Vec<Finding>, InspectError> {
+fn node_findings(
+    o: &Options,
+    s: &Setup,
+    pod_families: Option<inspect::calico_conf::Families>,
+) -> Result<Vec<Finding>, InspectError> {
     // The binaries that matter are those of Calico's conflist, whatever its network is called;
     // CNI_PATH is what the runtime passes: its bin dirs.
     let q = node::NodeQuery {
@@ -335,7 +342,7 @@ fn node_findings(o: &Options, s: &Setup, want_v6: bool) -> Result<Vec<Finding>, 
             search_dirs: s.search_dirs.clone(),
         },
         iptables_command: s.iptables_command.clone(),
-        want_v6,
+        pod_families,
     };
     let mut facts = node::gather(&q, Deadline::after(s.timeout))?;
     facts.runtime = Some(s.runtime.clone());

@@ -142,6 +142,19 @@ impl BinState {
 /// recorded in the result for the checks to report. Only metadata and regular files are read,
 /// so a FIFO or device planted in a directory cannot block the plugin.
 pub fn gather(q: &CniFilesQuery) -> CniFiles {
+    let mut out = read_conf_dir(q);
+    if let Some(i) = out.ours {
+        out.binaries = needed_binaries(&out.files[i])
+            .into_iter()
+            .map(|(plugin, needed_by)| look_up(q, plugin, needed_by))
+            .collect();
+    }
+    out
+}
+
+/// The conf dir only, without looking any binary up: what a pod call reads to learn Calico's
+/// settings (it runs on every pod start, so no more than the listing and the files).
+pub fn read_conf_dir(q: &CniFilesQuery) -> CniFiles {
     let mut out = CniFiles {
         conf_dir: q.conf_dir.clone(),
         network_name: q.network_name.clone(),
@@ -168,12 +181,6 @@ pub fn gather(q: &CniFilesQuery) -> CniFiles {
             && (q.network_name.is_empty() || f.name.as_deref() == Some(q.network_name.as_str()))
             && f.types.contains(wanted)
     });
-    if let Some(i) = out.ours {
-        out.binaries = needed_binaries(&out.files[i])
-            .into_iter()
-            .map(|(plugin, needed_by)| look_up(q, plugin, needed_by))
-            .collect();
-    }
     out
 }
 

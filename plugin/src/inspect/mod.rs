@@ -3,6 +3,7 @@
 //! Gathering is kept apart from deciding: this module returns plain data ([`PodView`],
 //! [`HostView`]) and the checks judge it, so every check is testable without root.
 
+pub mod calico_conf;
 pub mod cni_files;
 pub mod netfilter;
 pub mod netlink;
@@ -201,7 +202,8 @@ pub struct NetnsProblem {
 /// What the host (the plugin's own namespace) holds for one pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostView {
-    /// The interface named by the prevResult's host entry, if any.
+    /// The prevResult's host interface that is the host end: the one that is the pod
+    /// interface's peer; else, when the result names only one, that one (if it exists).
     pub veth_by_name: Option<Link>,
     /// The interface at the pod interface's peer index.
     pub veth_by_peer: Option<Link>,
@@ -236,8 +238,10 @@ pub struct Target {
     pub netns: String,
     pub ifname: String,
     pub pod_ips: Vec<IpNetwork>,
-    /// The host veth the prevResult names (first host-side interface).
-    pub host_veth: Option<String>,
+    /// Every host-side interface the prevResult names (no `sandbox`), in result order: Calico's
+    /// host end, and whatever other plugins before us added (the bandwidth plugin's ifb, ...).
+    /// The host end is the one that is the pod interface's peer.
+    pub host_ifaces: Vec<String>,
 }
 
 impl Target {
@@ -311,6 +315,46 @@ pub fn gather_host(
     gather_host_with(&mut nl, target, pod)
 }
 
+/// Host interfaces of a result looked up when none is the peer: a bound on requests.
+const MAX_HOST_IFACES: usize = 8;
+
+/// The device kinds Calico makes a pod's interface pair of (dataplane_linux.go
+/// `addWorkloadLink`): a veth, or a netkit pair with `device_type: "netkit"`.
+pub fn is_calico_kind(kind: Option<&str>) -> bool {
+    matches!(kind, Some("veth") | Some("netkit"))
+}
+
+/// Which of the result's host interfaces is the host end.
+#[derive(Debug, PartialEq, Eq)]
+enum Named<'a> {
+    /// The pod interface's peer is one of them: that one; the others are left alone.
+    Peer,
+    /// The result names one interface, not the peer: look it up, for host-veth to say what
+    /// is wrong with it.
+    Lookup(&'a str),
+    /// No peer is known: the first of them of Calico's kind.
+    Scan,
+    /// Several (or none), none the peer: host-veth goes on with the peer.
+    None,
+}
+
+fn pick_named<'a>(named: &'a [String], peer: Option<&Link>) -> Named<'a> {
+    match (peer, named) {
+        (Some(p), _) if named.contains(&p.name) => Named::Peer,
+        (_, [one]) => Named::Lookup(one),
+        (None, [_, _, ..]) => Named::Scan,
+        _ => Named::None,
+    }
+}
+
+fn lookup_named(nl: &mut netlink::Netlink, name: &str) -> Result<Option<Link>, InspectError> {
+    // An invalid name cannot exist; the host-veth check reports it as not found.
+    if crate::cni::env::validate_ifname(name).is_err() {
+        return Ok(None);
+    }
+    nl.link_by_name(name)
+}
+
 /// [`gather_host`] on an open socket (a node scan reuses one for every pod).
 pub fn gather_host_with(
     nl: &mut netlink::Netlink,
@@ -318,18 +362,26 @@ pub fn gather_host_with(
     pod: Option<&PodView>,
 ) -> Result<HostView, InspectError> {
     let mut view = HostView::default();
-    if let Some(name) = &target.host_veth {
-        // An invalid name cannot exist; the host-veth check reports it as not found.
-        if crate::cni::env::validate_ifname(name).is_ok() {
-            view.veth_by_name = nl.link_by_name(name)?;
-        }
-    }
     if let Some(peer) = pod.and_then(|p| p.link.as_ref()).and_then(|l| l.peer_index) {
-        view.veth_by_peer = match &view.veth_by_name {
-            Some(l) if l.index == peer => Some(l.clone()),
-            _ => nl.link_by_index(peer)?,
-        };
+        view.veth_by_peer = nl.link_by_index(peer)?;
     }
+    view.veth_by_name = match pick_named(&target.host_ifaces, view.veth_by_peer.as_ref()) {
+        Named::Peer => view.veth_by_peer.clone(),
+        Named::Lookup(name) => lookup_named(nl, name)?,
+        Named::Scan => {
+            let mut found = None;
+            for name in target.host_ifaces.iter().take(MAX_HOST_IFACES) {
+                if let Some(l) = lookup_named(nl, name)? {
+                    if is_calico_kind(l.kind.as_deref()) {
+                        found = Some(l);
+                        break;
+                    }
+                }
+            }
+            found
+        }
+        Named::None => None,
+    };
     let veth = view.veth().cloned();
     if let Some(veth) = &veth {
         if target.has_v6() {
@@ -347,10 +399,13 @@ pub fn gather_host_with(
     for ip in &target.pod_ips {
         let route = nl.route_fibmatch(ip.ip())?;
         // Only another interface needs naming (ip-conflict, host-route's "found").
-        let other_oif = route
-            .as_ref()
-            .and_then(|r| r.oif)
-            .filter(|oif| Some(*oif) != veth.as_ref().map(|v| v.index));
+        let veth_index = veth.as_ref().map(|v| v.index);
+        let other_oif = route.as_ref().and_then(|r| {
+            r.paths()
+                .into_iter()
+                .filter_map(|p| p.oif)
+                .find(|oif| Some(*oif) != veth_index)
+        });
         let oif_name = match other_oif {
             Some(oif) => nl.link_by_index(oif)?.map(|l| l.name),
             None => None,
@@ -362,4 +417,40 @@ pub fn gather_host_with(
         });
     }
     Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_end_is_the_named_interface_that_is_the_peer() {
+        let peer = Link {
+            name: "cali1".into(),
+            index: 10,
+            ..Link::default()
+        };
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The bandwidth plugin's ifb first, Calico's host end second: the peer is picked.
+        assert_eq!(
+            pick_named(&names(&["bwp1", "cali1"]), Some(&peer)),
+            Named::Peer
+        );
+        assert_eq!(pick_named(&names(&["cali1"]), Some(&peer)), Named::Peer);
+        // One name, not the peer: looked up so host-veth can say what is wrong.
+        assert_eq!(
+            pick_named(&names(&["cali2"]), Some(&peer)),
+            Named::Lookup("cali2")
+        );
+        // Several, none the peer: none picked (host-veth warns and judges the peer).
+        assert_eq!(
+            pick_named(&names(&["bwp1", "cali2"]), Some(&peer)),
+            Named::None
+        );
+        // No peer known: scan them for Calico's kind.
+        assert_eq!(pick_named(&names(&["bwp1", "cali2"]), None), Named::Scan);
+        assert_eq!(pick_named(&[], Some(&peer)), Named::None);
+        assert!(is_calico_kind(Some("netkit")) && is_calico_kind(Some("veth")));
+        assert!(!is_calico_kind(Some("ifb")) && !is_calico_kind(None));
+    }
 }

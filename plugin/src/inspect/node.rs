@@ -2,6 +2,7 @@
 //! iptables command, forwarding and rp_filter sysctls. Read-only, in the calling thread's
 //! namespace (the host's).
 
+use super::calico_conf::{CalicoConf, Families, CALICO_TYPE};
 use super::cni_files::CniFiles;
 use super::cni_files::{self, CniFilesQuery};
 use super::netfilter::NetfilterState;
@@ -12,7 +13,9 @@ use std::path::Path;
 pub struct NodeQuery {
     pub files: CniFilesQuery,
     pub iptables_command: std::path::PathBuf,
-    pub want_v6: bool,
+    /// The IP families of the pod(s) being checked, when there are any (after calico: the
+    /// prevResult's IPs); `None` first in the chain and on STATUS.
+    pub pod_families: Option<Families>,
 }
 
 /// Everything the node checks look at.
@@ -26,16 +29,41 @@ pub struct NodeFacts {
     pub iptables_command: Option<IptablesCommand>,
     /// net.ipv4.ip_forward, net.ipv6.conf.all.forwarding, net.ipv4.conf.all.rp_filter.
     pub sysctls: Vec<SysctlRead>,
-    /// Whether IPv6 forwarding matters (the pod has IPv6 addresses).
-    pub want_v6: bool,
+    /// The families of the pod(s) being checked, when known (see [`NodeQuery`]).
+    pub pod_families: Option<Families>,
+    /// Calico's entry in our network's conf file, when found and readable.
+    pub calico: Option<CalicoConf>,
     /// Where the CNI dirs checked came from (the runtime's config, flags, defaults), for
     /// remedies; `doctor` sets it, ADD (given CNI_PATH by the runtime) does not.
     pub runtime: Option<super::runtime::RuntimeFacts>,
 }
 
+/// Where the families the node must serve were learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamiliesFrom {
+    /// The pod's own IPs.
+    Pod,
+    /// Calico's IPAM config (no pod yet: first in the chain, STATUS).
+    CalicoConf,
+    /// Neither: IPv4 assumed, as Calico's default; checks that depend on it only warn.
+    Assumed,
+}
+
 impl NodeFacts {
     pub fn sysctl(&self, key: &str) -> Option<&Result<String, String>> {
         self.sysctls.iter().find(|s| s.key == key).map(|s| &s.value)
+    }
+
+    /// The IP families pods on this node get: the pod's, else what Calico's IPAM config
+    /// assigns, else IPv4 (Calico's default) as a guess.
+    pub fn families(&self) -> (Families, FamiliesFrom) {
+        if let Some(f) = self.pod_families.filter(|f| f.any()) {
+            return (f, FamiliesFrom::Pod);
+        }
+        match self.calico.as_ref().and_then(CalicoConf::families) {
+            Some(f) => (f, FamiliesFrom::CalicoConf),
+            None => (Families::V4, FamiliesFrom::Assumed),
+        }
     }
 }
 
@@ -59,8 +87,10 @@ pub fn gather(q: &NodeQuery, deadline: Deadline) -> Result<NodeFacts, InspectErr
         }
         Err(e) => Some(Err(e.to_string())),
     };
+    let cni = cni_files::gather(&q.files);
+    let calico = CalicoConf::from_files(&cni, CALICO_TYPE);
     Ok(NodeFacts {
-        cni: Some(cni_files::gather(&q.files)),
+        cni: Some(cni),
         netfilter,
         iptables_command: iptables_command(&q.iptables_command),
         sysctls: [
@@ -71,7 +101,8 @@ pub fn gather(q: &NodeQuery, deadline: Deadline) -> Result<NodeFacts, InspectErr
         .into_iter()
         .map(sysctl::read)
         .collect(),
-        want_v6: q.want_v6,
+        pod_families: q.pod_families,
+        calico,
         runtime: None,
     })
 }
