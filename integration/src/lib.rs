@@ -192,18 +192,45 @@ pub fn run_plugin(
     }
 }
 
+/// Where libcni's `FindInPath` finds plugin `ty`: the first regular file (symlinks followed) named
+/// so in one of the `CNI_PATH` dirs, in order (containernetworking/cni pkg/invoke/find.go).
+pub fn find_in_path(ty: &str, cni_path: &str) -> Option<PathBuf> {
+    cni_path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::Path::new(d).join(ty))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+}
+
 /// Runs a conflist's plugins the way libcni does: in order for ADD/CHECK, each receiving its
-/// entry plus `name`, `cniVersion` and the previous result; in reverse for DEL. Returns the
-/// last plugin's run (the failing one, if any).
+/// entry plus `name`, `cniVersion` and the previous result; in reverse for DEL. Each `type` is
+/// looked up through the env's CNI_PATH as libcni does. Returns the last plugin's run (the
+/// failing one, if any).
 pub fn run_chain(host: &Netns, conflist: &Value, env: &CniEnv) -> PluginRun {
+    run_chain_cached(host, conflist, env, None)
+        .pop()
+        .map(|(_, run)| run)
+        .expect("empty conflist")
+}
+
+/// [`run_chain`] with libcni's cached result: for CHECK and DEL, libcni hands every plugin the
+/// result the whole chain's ADD returned as `prevResult` (libcni/api.go `CheckNetworkList`,
+/// `DelNetworkList`); for ADD each plugin gets the one before's. Returns every plugin's run, in
+/// the order they ran, with its type, up to and including the first that failed.
+pub fn run_chain_cached(
+    host: &Netns,
+    conflist: &Value,
+    env: &CniEnv,
+    cached: Option<&Value>,
+) -> Vec<(String, PluginRun)> {
     let version = conflist["cniVersion"].as_str().unwrap_or("1.0.0");
     let name = conflist["name"].as_str().unwrap_or("k8s-pod-network");
     let mut plugins: Vec<Value> = conflist["plugins"].as_array().cloned().unwrap_or_default();
     if env.command == "DEL" {
         plugins.reverse();
     }
-    let mut prev: Option<Value> = None;
-    let mut last = None;
+    let mut prev: Option<Value> = cached.cloned();
+    let mut runs = Vec::new();
     for p in plugins {
         let mut conf = p.clone();
         conf["cniVersion"] = json!(version);
@@ -212,21 +239,78 @@ pub fn run_chain(host: &Netns, conflist: &Value, env: &CniEnv) -> PluginRun {
             conf["prevResult"] = pr.clone();
         }
         let ty = p["type"].as_str().expect("plugin type");
-        let run = run_plugin(
-            Some(host),
-            &bin(ty),
-            &env.vars(),
-            conf.to_string().as_bytes(),
-        );
-        if run.status != 0 {
-            return run;
-        }
-        if env.command == "ADD" {
+        let exe = find_in_path(ty, &env.path)
+            .unwrap_or_else(|| panic!("failed to find plugin {ty:?} in path [{}]", env.path));
+        let run = run_plugin(Some(host), &exe, &env.vars(), conf.to_string().as_bytes());
+        let failed = run.status != 0;
+        if env.command == "ADD" && !failed {
             prev = Some(run.json());
         }
-        last = Some(run);
+        runs.push((ty.to_string(), run));
+        if failed {
+            break;
+        }
     }
-    last.expect("empty conflist")
+    runs
+}
+
+/// A node's CNI dirs in a temp dir, removed on drop (also when the test panics): `net.d/` (the
+/// runtime's confDir) and `bin/` (its CNI_PATH), where `calico` is fake-calico and
+/// `calico-preflight` is the plugin under test, both symlinks as installers often make them.
+/// Calico's IPAM binaries are there too (the node checks want every `ipam.type` present; they
+/// are never run: fake-calico does its own IPAM).
+pub struct CniDirs {
+    pub root: PathBuf,
+}
+
+impl CniDirs {
+    pub fn new(tag: &str) -> CniDirs {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("cp-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dirs = CniDirs { root };
+        std::fs::create_dir_all(dirs.conf_dir()).expect("conf dir");
+        std::fs::create_dir_all(dirs.bin_dir()).expect("bin dir");
+        std::fs::create_dir_all(dirs.cache_dir()).expect("cache dir");
+        for (name, target) in [
+            ("calico", "fake-calico"),
+            ("calico-ipam", "fake-calico"),
+            ("host-local", "fake-calico"),
+            ("calico-preflight", "calico-preflight"),
+        ] {
+            std::os::unix::fs::symlink(bin(target), dirs.bin_dir().join(name))
+                .expect("symlink plugin");
+        }
+        dirs
+    }
+    pub fn conf_dir(&self) -> PathBuf {
+        self.root.join("net.d")
+    }
+    pub fn bin_dir(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    pub fn log_file(&self) -> PathBuf {
+        self.root.join("preflight.log")
+    }
+    /// Writes `list` as the node's Calico conflist (`10-calico.conflist`); returns its path.
+    pub fn write_conflist(&self, list: &Value) -> PathBuf {
+        let p = self.conf_dir().join("10-calico.conflist");
+        std::fs::write(&p, serde_json::to_string_pretty(list).expect("json")).expect("conflist");
+        p
+    }
+    /// The log file's content so far (empty when nothing was logged).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+}
+
+impl Drop for CniDirs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 /// Wires a pod as Calico does: fake-calico ADD in `host` for the pod of `env`, with `knobs`
