@@ -301,6 +301,18 @@ impl CniDirs {
         std::fs::write(&p, serde_json::to_string_pretty(list).expect("json")).expect("conflist");
         p
     }
+    /// An `iptables` command that resolves to `xtables-<variant>-multi` ("legacy" or "nft"), as
+    /// the alternatives make it; the plugin reads only the link.
+    pub fn fake_iptables(&self, variant: &str) -> PathBuf {
+        let dir = self.root.join("sbin");
+        std::fs::create_dir_all(&dir).expect("sbin dir");
+        let target = dir.join(format!("xtables-{variant}-multi"));
+        std::fs::write(&target, b"").expect("fake xtables");
+        let link = dir.join("iptables");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).expect("symlink iptables");
+        link
+    }
     /// The log file's content so far (empty when nothing was logged).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_file()).unwrap_or_default()
@@ -401,4 +413,155 @@ pub fn snapshot_diff(before: &str, after: &str) -> String {
         out.push_str(&format!("+ {l}\n"));
     }
     out
+}
+
+/// Felix's and kube-proxy's rules in a node namespace, built with the real tools (`nft`,
+/// `iptables-legacy`, `iptables-nft`), for the node checks to read.
+pub mod dataplane {
+    use super::Netns;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn nft_load(ns: &Netns, ruleset: &str) {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .args(["nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        if let Some(mut si) = child.stdin.take() {
+            si.write_all(ruleset.as_bytes()).expect("nft stdin");
+        }
+        let out = child.wait_with_output().expect("nft");
+        assert!(
+            out.status.success(),
+            "nft -f failed: {}\n{ruleset}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Felix's nftables dataplane: table `calico` in family `ip` (and `ip6`), with its base chains
+    /// named by layer and hook and its own `cali-*` chains (felix/nftables/table.go `baseChains`,
+    /// felix/dataplane/linux/int_dataplane.go `nftables.NewTable("calico", 4|6, ...)`).
+    pub fn felix_nftables(ns: &Netns, families: &[&str]) {
+        for fam in families {
+            nft_load(
+                ns,
+                &format!(
+                    "table {fam} calico {{
+	chain cali-INPUT {{
+		meta mark set mark or 0x10000
+	}}
+	chain cali-FORWARD {{
+		counter
+	}}
+	chain cali-wl-to-host {{
+		counter
+	}}
+	chain filter-INPUT {{
+		type filter hook input priority filter; policy accept;
+		jump cali-INPUT
+	}}
+	chain filter-FORWARD {{
+		type filter hook forward priority filter; policy accept;
+		jump cali-FORWARD
+	}}
+	chain filter-OUTPUT {{
+		type filter hook output priority filter; policy accept;
+	}}
+	chain nat-PREROUTING {{
+		type nat hook prerouting priority dstnat; policy accept;
+	}}
+	chain nat-POSTROUTING {{
+		type nat hook postrouting priority srcnat + 10; policy accept;
+	}}
+	chain mangle-PREROUTING {{
+		type filter hook prerouting priority mangle; policy accept;
+	}}
+	chain raw-PREROUTING {{
+		type filter hook prerouting priority raw; policy accept;
+	}}
+}}
+"
+                ),
+            );
+        }
+    }
+
+    /// kube-proxy in nftables mode: table `kube-proxy` in family `ip` (and `ip6`), the chains
+    /// Felix's detection lists (felix/nftables/utils.go `KubeProxyNftablesEnabledFn`: any chain in
+    /// that table means nftables mode); names as kubernetes pkg/proxy/nftables/proxier.go has them.
+    pub fn kube_proxy_nftables(ns: &Netns, families: &[&str]) {
+        for fam in families {
+            let addr = if *fam == "ip6" {
+                "ipv6_addr"
+            } else {
+                "ipv4_addr"
+            };
+            nft_load(
+                ns,
+                &format!(
+                    "table {fam} kube-proxy {{
+	comment \"rules for kube-proxy\"
+	map service-ips {{
+		type {addr} . inet_proto . inet_service : verdict
+	}}
+	chain mark-for-masquerade {{
+		mark set mark or 0x4000
+	}}
+	chain masquerading {{
+		mark and 0x4000 == 0 return
+		mark set mark xor 0x4000
+		masquerade fully-random
+	}}
+	chain services {{
+		{fam} daddr . meta l4proto . th dport vmap @service-ips
+	}}
+	chain filter-forward {{
+		type filter hook forward priority -110; policy accept;
+		ct state new jump services
+	}}
+	chain filter-output {{
+		type filter hook output priority -110; policy accept;
+		ct state new jump services
+	}}
+	chain nat-prerouting {{
+		type nat hook prerouting priority dstnat; policy accept;
+		jump services
+	}}
+	chain nat-postrouting {{
+		type nat hook postrouting priority srcnat; policy accept;
+		jump masquerading
+	}}
+}}
+"
+                ),
+            );
+        }
+    }
+
+    /// Felix in iptables mode with `backend` "legacy" or "nft": `cali-*` chains in filter and nat
+    /// and the jumps to them from the builtin chains, for IPv4 and IPv6.
+    pub fn felix_iptables(ns: &Netns, backend: &str) {
+        for tool in [
+            format!("iptables-{backend}"),
+            format!("ip6tables-{backend}"),
+        ] {
+            for rule in [
+                "-t filter -N cali-INPUT",
+                "-t filter -A cali-INPUT -j MARK --set-xmark 0x10000/0x10000",
+                "-t filter -A INPUT -j cali-INPUT",
+                "-t filter -N cali-FORWARD",
+                "-t filter -A cali-FORWARD -j ACCEPT",
+                "-t filter -A FORWARD -j cali-FORWARD",
+                "-t nat -N cali-PREROUTING",
+                "-t nat -A PREROUTING -j cali-PREROUTING",
+            ] {
+                let mut args = vec![tool.as_str()];
+                args.extend(rule.split(' '));
+                ns.run(&args);
+            }
+        }
+    }
 }
