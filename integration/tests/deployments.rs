@@ -459,13 +459,16 @@ macro_rules! deployment {
     ($name:ident, $d:expr) => {
         mod $name {
             use super::*;
+            pub fn deployment() -> Deployment {
+                $d
+            }
             #[test]
             fn healthy_passes_add_check_and_status_for_every_version() {
-                assert_none(super::healthy(&$d));
+                assert_none(super::healthy(&deployment()));
             }
             #[test]
             fn faults_are_caught_with_the_object_named() {
-                let d = $d;
+                let d = deployment();
                 assert!(!d.faults.is_empty());
                 assert_none(super::faults(&d));
             }
@@ -745,3 +748,171 @@ deployment!(
         ],
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// The fixtures themselves: fake-calico wires each deployment as Calico would (so that a
+// healthy case failing is the plugin's fault, not the fixture's).
+
+/// Wires the healthy pod of `d` with Calico's entry alone; returns (case, result, host end).
+fn wired(d: &Deployment) -> (Case, Value, String) {
+    let c = case(d, "1.0.0", None);
+    let result = c.wire();
+    let veth = host_end(&result);
+    (c, result, veth)
+}
+
+/// The pod's routes of one family as `ip` prints them, one per line.
+fn pod_routes(c: &Case, v6: bool) -> Vec<String> {
+    let fam = if v6 { "-6" } else { "-4" };
+    c._pod
+        .ip(&[fam, "route", "show"])
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn host_sysctl(c: &Case, key: &str) -> String {
+    c.host
+        .run(&["cat", &format!("/proc/sys/{}", key.replace('.', "/"))])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn fixture_host_local_routes_replace_the_defaults_unless_included() {
+    let (c, result, _) = wired(&host_local_custom_routes::deployment());
+    assert_eq!(
+        pod_routes(&c, false),
+        [
+            "10.0.0.0/8 via 169.254.1.1 dev eth0",
+            "169.254.1.1 dev eth0 scope link",
+            "192.168.0.0/16 via 169.254.1.1 dev eth0"
+        ]
+    );
+    // host-local's own result: its gateway and its routes, as configured.
+    assert_eq!(result["ips"][0]["gateway"], "10.244.1.1");
+    assert_eq!(result["ips"][0]["address"], "10.244.1.5/32");
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "10.0.0.0/8"}, {"dst": "192.168.0.0/16", "gw": "10.244.1.1"}])
+    );
+    let (c, _, _) = wired(&host_local_include_default_routes::deployment());
+    assert_eq!(
+        pod_routes(&c, false),
+        [
+            "default via 169.254.1.1 dev eth0",
+            "169.254.1.1 dev eth0 scope link",
+            "192.168.0.0/16 via 169.254.1.1 dev eth0"
+        ]
+    );
+    let (c, _, _) = wired(&host_local_dual_stack_custom_routes::deployment());
+    let v6 = pod_routes(&c, true);
+    assert!(
+        v6.iter()
+            .any(|r| r.starts_with(&format!("fd00:99::/64 via {HOST_LL} dev eth0"))),
+        "{v6:?}"
+    );
+    assert!(!v6.iter().any(|r| r.starts_with("default")), "{v6:?}");
+}
+
+#[test]
+fn fixture_ipv6_only_pod_has_nothing_ipv4() {
+    let (c, result, veth) = wired(&calico_ipam_ipv6_only::deployment());
+    assert_eq!(
+        result["ips"],
+        json!([{"address": "fd00:10::5/128", "interface": 1}])
+    );
+    assert_eq!(pod_routes(&c, false), Vec::<String>::new());
+    let v6 = pod_routes(&c, true);
+    assert!(
+        v6.iter()
+            .any(|r| r.starts_with(&format!("default via {HOST_LL} dev eth0"))),
+        "{v6:?}"
+    );
+    // configureSysctls sets the IPv4 ones only when IPv4 is assigned.
+    assert_eq!(
+        host_sysctl(&c, &format!("net.ipv4.conf.{veth}.proxy_arp")),
+        "0"
+    );
+    assert_eq!(
+        host_sysctl(&c, &format!("net.ipv4.conf.{veth}.route_localnet")),
+        "0"
+    );
+    assert_eq!(
+        host_sysctl(&c, &format!("net.ipv6.conf.{veth}.proxy_ndp")),
+        "1"
+    );
+    assert_eq!(
+        host_sysctl(&c, &format!("net.ipv6.conf.{veth}.forwarding")),
+        "1"
+    );
+    assert_eq!(host_sysctl(&c, "net.ipv4.ip_forward"), "0");
+}
+
+#[test]
+fn fixture_v3_32_result_lists_one_route_per_ip() {
+    let (_, result, _) = wired(&calico_ipam_v3_32_result_with_per_ip_routes::deployment());
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "10.244.1.5/32"}, {"dst": "fd00:10::5/128"}])
+    );
+}
+
+#[test]
+fn fixture_extra_host_interface_is_real_and_listed_first() {
+    let (c, result, veth) = wired(&extra_host_interface_first_in_result::deployment());
+    let extra = result["interfaces"][0]["name"].as_str().unwrap_or_default();
+    assert!(extra.starts_with("bwp") && extra.len() == 15, "{result}");
+    assert!(c.host.ip(&["-d", "link", "show", extra]).contains(" ifb "));
+    assert_eq!(result["interfaces"][1]["name"], json!(veth));
+    // The IPs still point at the pod interface.
+    assert_eq!(result["interfaces"][2]["name"], "eth0");
+    assert_eq!(result["ips"][0]["interface"], 2);
+    let (c, result, _) = wired(&extra_host_veth_in_a_v3_30_result::deployment());
+    let extra = result["interfaces"][0]["name"].as_str().unwrap_or_default();
+    assert!(c.host.ip(&["-d", "link", "show", extra]).contains("veth"));
+    assert_eq!(result["interfaces"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn fixture_prefix_ecmp_netkit_and_nftables_nodes() {
+    let (c, _, veth) = wired(&interface_prefix_other_than_cali::deployment());
+    assert!(veth.starts_with("wkl") && veth.len() == 14, "{veth}");
+    assert!(c.host.ip(&["link", "show", &veth]).contains("state UP"));
+
+    let (c, _, _) = wired(&ecmp_ipv6_default_route::deployment());
+    let v6 = c._pod.ip(&["-6", "route", "show", "default"]);
+    assert!(
+        v6.contains(&format!("nexthop via {HOST_LL} dev eth0"))
+            && v6.contains("nexthop via fe80::1 dev net1"),
+        "{v6}"
+    );
+
+    let (c, _, veth) = wired(&netkit_requested_veth_fallback::deployment());
+    assert!(c.host.ip(&["-d", "link", "show", &veth]).contains("veth"));
+
+    let (c, _, _) = wired(&all_nftables_node::deployment());
+    let tables = c.host.run(&["nft", "list", "tables"]);
+    for t in [
+        "table ip calico",
+        "table ip6 calico",
+        "table ip kube-proxy",
+        "table ip6 kube-proxy",
+    ] {
+        assert!(tables.contains(t), "{tables}");
+    }
+    let c = case(
+        &kube_proxy_nftables_mode::deployment(),
+        "1.0.0",
+        kube_proxy_nftables_mode::deployment().faults.first(),
+    );
+    assert!(c
+        .host
+        .run(&["iptables-legacy-save"])
+        .contains("-A INPUT -j cali-INPUT"));
+    assert!(c
+        .host
+        .run(&["nft", "list", "tables"])
+        .contains("table ip kube-proxy"));
+}
