@@ -375,15 +375,38 @@ pub fn snapshot(ns: &Netns) -> String {
         s.push_str(line);
         s.push('\n');
     }
-    s.push_str(&ns.run(&["nft", "list", "ruleset"]));
+    // Packet counters are not configuration either (an interface's own IPv6 MLD or router
+    // solicitation may pass a chain at any time).
+    for line in ns.run(&["nft", "list", "ruleset"]).lines() {
+        s.push_str(&without_counters(line));
+        s.push('\n');
+    }
     for save in ["iptables-legacy-save", "ip6tables-legacy-save"] {
         // The "# Generated ... on <date>" lines are not rules.
         for line in ns.run(&[save]).lines().filter(|l| !l.starts_with('#')) {
-            s.push_str(line);
+            s.push_str(&without_counters(line));
             s.push('\n');
         }
     }
     s
+}
+
+/// A ruleset line without its packet and byte counts: nft's `counter packets N bytes M` and
+/// iptables-save's chain header `[N:M]`.
+fn without_counters(line: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut words = line.split(' ').peekable();
+    while let Some(w) = words.next() {
+        if w == "packets" || w == "bytes" {
+            words.next();
+            continue;
+        }
+        if line.starts_with(':') && w.starts_with('[') && w.ends_with(']') {
+            continue;
+        }
+        out.push(w);
+    }
+    out.join(" ")
 }
 
 /// A snapshot once the kernel has settled: carrier changes (linkwatch) and IPv6 DAD finish
@@ -393,7 +416,9 @@ pub fn settled_snapshot(ns: &Netns) -> String {
     for _ in 0..50 {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let now = snapshot(ns);
-        if now == last {
+        // An address still in DAD ("tentative") changes later without anyone touching it (a
+        // v4-only pod's host end keeps DAD on, as Calico leaves it).
+        if now == last && !now.contains(" tentative") {
             return now;
         }
         last = now;
