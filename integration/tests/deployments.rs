@@ -172,7 +172,7 @@ fn kube_proxy_nftables_felix_iptables_nft(h: &Netns) {
 
 struct Case {
     host: Netns,
-    _pod: Netns,
+    pod: Netns,
     dirs: CniDirs,
     env: CniEnv,
     list: Value,
@@ -211,7 +211,7 @@ fn case(d: &Deployment, version: &str, fault: Option<&Fault>) -> Case {
     dirs.write_conflist(&list);
     Case {
         host,
-        _pod: pod,
+        pod,
         dirs,
         env,
         list,
@@ -687,6 +687,24 @@ deployment!(
 );
 
 deployment!(
+    default_routes_on_nexthop_objects,
+    Deployment {
+        calico: json!({"ipam": calico_ipam(true, true), "nexthopObjects": true}),
+        node: dual_node,
+        quiet: &["pod-default-route"],
+        veth_prefix: "cali",
+        faults: vec![
+            Fault::pod(
+                &["no-route:0.0.0.0/0"],
+                &["pod-default-route"],
+                &["169.254.1.1"]
+            ),
+            Fault::pod(&["no-route:::/0"], &["pod-default-route"], &[HOST_LL]),
+        ],
+    }
+);
+
+deployment!(
     netkit_requested_veth_fallback,
     Deployment {
         // This kernel lacks CONFIG_NETKIT: Calico falls back to a veth (addWorkloadLink).
@@ -764,7 +782,7 @@ fn wired(d: &Deployment) -> (Case, Value, String) {
 /// The pod's routes of one family as `ip` prints them, one per line.
 fn pod_routes(c: &Case, v6: bool) -> Vec<String> {
     let fam = if v6 { "-6" } else { "-4" };
-    c._pod
+    c.pod
         .ip(&[fam, "route", "show"])
         .lines()
         .map(|l| l.trim().to_string())
@@ -882,10 +900,19 @@ fn fixture_prefix_ecmp_netkit_and_nftables_nodes() {
     assert!(c.host.ip(&["link", "show", &veth]).contains("state UP"));
 
     let (c, _, _) = wired(&ecmp_ipv6_default_route::deployment());
-    let v6 = c._pod.ip(&["-6", "route", "show", "default"]);
+    let v6 = c.pod.ip(&["-6", "route", "show", "default"]);
     assert!(
         v6.contains(&format!("nexthop via {HOST_LL} dev eth0"))
             && v6.contains("nexthop via fe80::1 dev net1"),
+        "{v6}"
+    );
+
+    let (c, _, _) = wired(&default_routes_on_nexthop_objects::deployment());
+    let v4 = c.pod.ip(&["route", "show", "default"]);
+    let v6 = c.pod.ip(&["-6", "route", "show", "default"]);
+    assert!(v4.contains("nhid 41 via 169.254.1.1 dev eth0"), "{v4}");
+    assert!(
+        v6.contains(&format!("nhid 61 via {HOST_LL} dev eth0")),
         "{v6}"
     );
 

@@ -33,6 +33,8 @@
 //!   plugin before us or multus may leave).
 //! - `podDefaultRoute6`: "ecmp": the pod's ::/0 becomes a multipath route, Calico's next hop plus
 //!   one via a second pod interface `net1` (multus-style). Calico never programs this itself.
+//! - `nexthopObjects`: true: the pod's default routes point at nexthop objects (`nhid`, kernel
+//!   5.3+) with the same next hops. Calico never programs these either.
 //! - `break`: list of faults, see `add` (and `no-route:<dst>`: that in-pod route is left out).
 //!
 //! It uses iproute2 so that every step reads like the `ip` command an operator would run;
@@ -559,6 +561,11 @@ fn add(conf: &Value, version: &str) {
             &["route", "add", &a.address, "dev", &veth, "scope", "link"],
         );
     }
+    if conf["nexthopObjects"].as_bool() == Some(true) {
+        // Only now: a nexthop object wants its device's carrier, which the pod interface has
+        // once the host end is up.
+        nexthop_objects(pod, &ifname, &routes, has4, has6);
+    }
     if broken("conflict-address") {
         let first = ips
             .first()
@@ -679,4 +686,41 @@ fn ecmp_default6(pod: Option<&str>, ifname: &str, host_ll: Option<&str>, wrong: 
             "nexthop", "via", "fe80::1", "dev", "net1",
         ],
     );
+}
+
+/// Moves the pod's default routes that Calico installed onto nexthop objects with the same
+/// gateway (`ip nexthop add id N via GW dev IF; ip route replace DEFAULT nhid N`). A fixture
+/// step, not Calico's: routing daemons program routes so, and the kernel then reports RTA_NH_ID
+/// (plus, with nexthop_compat_mode=1, the gateway and oif as before).
+fn nexthop_objects(pod: Option<&str>, ifname: &str, routes: &[String], has4: bool, has6: bool) {
+    let present = |dst: &str| routes.iter().any(|r| r == dst);
+    let v4_default =
+        || try_ip(pod, &["-4", "route", "show", "default"]).is_ok_and(|o| !o.trim().is_empty());
+    if has4 && present("0.0.0.0/0") && v4_default() {
+        ip(
+            pod,
+            &[
+                "nexthop",
+                "add",
+                "id",
+                "41",
+                "via",
+                "169.254.1.1",
+                "dev",
+                ifname,
+            ],
+        );
+        ip(pod, &["route", "replace", "0.0.0.0/0", "nhid", "41"]);
+    }
+    if has6 && present("::/0") {
+        let out = try_ip(pod, &["-6", "-j", "route", "show", "default"]).unwrap_or_default();
+        let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        if let Some(gw) = v[0]["gateway"].as_str() {
+            ip(
+                pod,
+                &["nexthop", "add", "id", "61", "via", gw, "dev", ifname],
+            );
+            ip(pod, &["-6", "route", "replace", "::/0", "nhid", "61"]);
+        }
+    }
 }
