@@ -489,7 +489,8 @@ deployment!(
         // calico-ipam's defaults: assign_ipv4 "true", assign_ipv6 "false".
         calico: json!({"ipam": {"type": "calico-ipam"}}),
         node: v4_node,
-        quiet: &[],
+        // IPv6 forwarding is off on this node, and no pod needs it.
+        quiet: &["host-ip-forward"],
         veth_prefix: "cali",
         faults: vec![
             Fault::pod(
@@ -544,6 +545,29 @@ deployment!(
                 &["net.ipv6.conf.{veth}.proxy_ndp"]
             ),
             Fault::pod(&["no-route:::/0"], &["pod-default-route"], &[HOST_LL]),
+        ],
+    }
+);
+
+deployment!(
+    host_local_ipv6_only,
+    Deployment {
+        // host-local's ranges tell the families: one IPv6 range, so an IPv6-only pod.
+        calico: json!({"ipam": {"type": "host-local", "ranges": [[{"subnet": "fd00:85::/64"}]]}}),
+        node: v6_only_node,
+        quiet: &["host-ip-forward", "host-proxy-arp", "pod-gateway-route"],
+        veth_prefix: "cali",
+        faults: vec![
+            Fault::node(
+                v6_only_forwarding_off,
+                &["host-ip-forward"],
+                &["net.ipv6.conf.all.forwarding"]
+            ),
+            Fault::pod(
+                &["no-forwarding"],
+                &["host-forwarding"],
+                &["net.ipv6.conf.{veth}.forwarding"]
+            ),
         ],
     }
 );
