@@ -5,11 +5,11 @@
 //! through CNI_PATH.
 //!
 //! For every deployment: the healthy pod passes ADD (result passed through byte for byte), CHECK
-//! (versions that have it) and STATUS (1.1.0) for every CNI version, with no error logged,
-//! and `doctor` finds it without errors; and
-//! each listed fault is caught, with its check id and the object (route, sysctl key, interface)
-//! named in that check's line of the error. Assertions are on check ids and object names, not
-//! on prose.
+//! (versions that have it) and STATUS (1.1.0) for every CNI version with no error logged, and
+//! `doctor` finds it without errors; each listed fault is caught, with its check id and the
+//! object (route, sysctl key, interface) named in that check's line of the error: a node fault
+//! by the entry first in the chain, a pod fault by the one after calico, and both by CHECK (and
+//! a node fault by STATUS). Assertions are on check ids and object names, not on prose.
 
 use calico_preflight_integration::dataplane;
 use calico_preflight_integration::*;
