@@ -1,7 +1,8 @@
 //! Read-only, over every scenario of the suite: links, addresses, routes, neighbours, sysctls
 //! and both iptables backends of host and pod are identical before and after ADD, CHECK and
-//! `doctor`, on healthy pods, on every fault, first in the chain, and on a node with the
-//! iptables split.
+//! `doctor`, on healthy pods, on every fault, first in the chain, on a node with the
+//! iptables split, and on every deployment of the matrix (deployments.rs) with Calico's entry
+//! in a real confDir, including nftables nodes.
 
 use calico_preflight_integration::dataplane;
 use calico_preflight_integration::*;
