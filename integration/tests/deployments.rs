@@ -868,7 +868,8 @@ fn pod_routes(c: &Case, v6: bool) -> Vec<String> {
     c.pod
         .ip(&[fam, "route", "show"])
         .lines()
-        .map(|l| l.trim().to_string())
+        // Right after wiring the pod end's carrier may not be up yet (linkwatch is async).
+        .map(|l| l.replace(" linkdown", "").trim().to_string())
         .filter(|l| !l.is_empty())
         .collect()
 }
