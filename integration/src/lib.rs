@@ -192,18 +192,45 @@ pub fn run_plugin(
     }
 }
 
+/// Where libcni's `FindInPath` finds plugin `ty`: the first regular file (symlinks followed) named
+/// so in one of the `CNI_PATH` dirs, in order (containernetworking/cni pkg/invoke/find.go).
+pub fn find_in_path(ty: &str, cni_path: &str) -> Option<PathBuf> {
+    cni_path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::Path::new(d).join(ty))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+}
+
 /// Runs a conflist's plugins the way libcni does: in order for ADD/CHECK, each receiving its
-/// entry plus `name`, `cniVersion` and the previous result; in reverse for DEL. Returns the
-/// last plugin's run (the failing one, if any).
+/// entry plus `name`, `cniVersion` and the previous result; in reverse for DEL. Each `type` is
+/// looked up through the env's CNI_PATH as libcni does. Returns the last plugin's run (the
+/// failing one, if any).
 pub fn run_chain(host: &Netns, conflist: &Value, env: &CniEnv) -> PluginRun {
+    run_chain_cached(host, conflist, env, None)
+        .pop()
+        .map(|(_, run)| run)
+        .expect("empty conflist")
+}
+
+/// [`run_chain`] with libcni's cached result: for CHECK and DEL, libcni hands every plugin the
+/// result the whole chain's ADD returned as `prevResult` (libcni/api.go `CheckNetworkList`,
+/// `DelNetworkList`); for ADD each plugin gets the one before's. Returns every plugin's run, in
+/// the order they ran, with its type, up to and including the first that failed.
+pub fn run_chain_cached(
+    host: &Netns,
+    conflist: &Value,
+    env: &CniEnv,
+    cached: Option<&Value>,
+) -> Vec<(String, PluginRun)> {
     let version = conflist["cniVersion"].as_str().unwrap_or("1.0.0");
     let name = conflist["name"].as_str().unwrap_or("k8s-pod-network");
     let mut plugins: Vec<Value> = conflist["plugins"].as_array().cloned().unwrap_or_default();
     if env.command == "DEL" {
         plugins.reverse();
     }
-    let mut prev: Option<Value> = None;
-    let mut last = None;
+    let mut prev: Option<Value> = cached.cloned();
+    let mut runs = Vec::new();
     for p in plugins {
         let mut conf = p.clone();
         conf["cniVersion"] = json!(version);
@@ -212,21 +239,90 @@ pub fn run_chain(host: &Netns, conflist: &Value, env: &CniEnv) -> PluginRun {
             conf["prevResult"] = pr.clone();
         }
         let ty = p["type"].as_str().expect("plugin type");
-        let run = run_plugin(
-            Some(host),
-            &bin(ty),
-            &env.vars(),
-            conf.to_string().as_bytes(),
-        );
-        if run.status != 0 {
-            return run;
-        }
-        if env.command == "ADD" {
+        let exe = find_in_path(ty, &env.path)
+            .unwrap_or_else(|| panic!("failed to find plugin {ty:?} in path [{}]", env.path));
+        let run = run_plugin(Some(host), &exe, &env.vars(), conf.to_string().as_bytes());
+        let failed = run.status != 0;
+        if env.command == "ADD" && !failed {
             prev = Some(run.json());
         }
-        last = Some(run);
+        runs.push((ty.to_string(), run));
+        if failed {
+            break;
+        }
     }
-    last.expect("empty conflist")
+    runs
+}
+
+/// A node's CNI dirs in a temp dir, removed on drop (also when the test panics): `net.d/` (the
+/// runtime's confDir) and `bin/` (its CNI_PATH), where `calico` is fake-calico and
+/// `calico-preflight` is the plugin under test, both symlinks as installers often make them.
+/// Calico's IPAM binaries are there too (the node checks want every `ipam.type` present; they
+/// are never run: fake-calico does its own IPAM).
+pub struct CniDirs {
+    pub root: PathBuf,
+}
+
+impl CniDirs {
+    pub fn new(tag: &str) -> CniDirs {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("cp-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dirs = CniDirs { root };
+        std::fs::create_dir_all(dirs.conf_dir()).expect("conf dir");
+        std::fs::create_dir_all(dirs.bin_dir()).expect("bin dir");
+        std::fs::create_dir_all(dirs.cache_dir()).expect("cache dir");
+        for (name, target) in [
+            ("calico", "fake-calico"),
+            ("calico-ipam", "fake-calico"),
+            ("host-local", "fake-calico"),
+            ("calico-preflight", "calico-preflight"),
+        ] {
+            std::os::unix::fs::symlink(bin(target), dirs.bin_dir().join(name))
+                .expect("symlink plugin");
+        }
+        dirs
+    }
+    pub fn conf_dir(&self) -> PathBuf {
+        self.root.join("net.d")
+    }
+    pub fn bin_dir(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    pub fn log_file(&self) -> PathBuf {
+        self.root.join("preflight.log")
+    }
+    /// Writes `list` as the node's Calico conflist (`10-calico.conflist`); returns its path.
+    pub fn write_conflist(&self, list: &Value) -> PathBuf {
+        let p = self.conf_dir().join("10-calico.conflist");
+        std::fs::write(&p, serde_json::to_string_pretty(list).expect("json")).expect("conflist");
+        p
+    }
+    /// An `iptables` command that resolves to `xtables-<variant>-multi` ("legacy" or "nft"), as
+    /// the alternatives make it; the plugin reads only the link.
+    pub fn fake_iptables(&self, variant: &str) -> PathBuf {
+        let dir = self.root.join("sbin");
+        std::fs::create_dir_all(&dir).expect("sbin dir");
+        let target = dir.join(format!("xtables-{variant}-multi"));
+        std::fs::write(&target, b"").expect("fake xtables");
+        let link = dir.join("iptables");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).expect("symlink iptables");
+        link
+    }
+    /// The log file's content so far (empty when nothing was logged).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+}
+
+impl Drop for CniDirs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 /// Wires a pod as Calico does: fake-calico ADD in `host` for the pod of `env`, with `knobs`
@@ -279,15 +375,38 @@ pub fn snapshot(ns: &Netns) -> String {
         s.push_str(line);
         s.push('\n');
     }
-    s.push_str(&ns.run(&["nft", "list", "ruleset"]));
+    // Packet counters are not configuration either (an interface's own IPv6 MLD or router
+    // solicitation may pass a chain at any time).
+    for line in ns.run(&["nft", "list", "ruleset"]).lines() {
+        s.push_str(&without_counters(line));
+        s.push('\n');
+    }
     for save in ["iptables-legacy-save", "ip6tables-legacy-save"] {
         // The "# Generated ... on <date>" lines are not rules.
         for line in ns.run(&[save]).lines().filter(|l| !l.starts_with('#')) {
-            s.push_str(line);
+            s.push_str(&without_counters(line));
             s.push('\n');
         }
     }
     s
+}
+
+/// A ruleset line without its packet and byte counts: nft's `counter packets N bytes M` and
+/// iptables-save's chain header `[N:M]`.
+fn without_counters(line: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut words = line.split(' ').peekable();
+    while let Some(w) = words.next() {
+        if w == "packets" || w == "bytes" {
+            words.next();
+            continue;
+        }
+        if line.starts_with(':') && w.starts_with('[') && w.ends_with(']') {
+            continue;
+        }
+        out.push(w);
+    }
+    out.join(" ")
 }
 
 /// A snapshot once the kernel has settled: carrier changes (linkwatch) and IPv6 DAD finish
@@ -297,8 +416,8 @@ pub fn settled_snapshot(ns: &Netns) -> String {
     for _ in 0..50 {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let now = snapshot(ns);
-        // DAD keeps an address "tentative" for about a second: two equal snapshots 200 ms
-        // apart during it are not settled.
+        // An address still in DAD ("tentative") changes later without anyone touching it (a
+        // v4-only pod's host end keeps DAD on, as Calico leaves it).
         if now == last && !now.contains(" tentative") {
             return now;
         }
@@ -362,5 +481,156 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Felix's and kube-proxy's rules in a node namespace, built with the real tools (`nft`,
+/// `iptables-legacy`, `iptables-nft`), for the node checks to read.
+pub mod dataplane {
+    use super::Netns;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn nft_load(ns: &Netns, ruleset: &str) {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .args(["nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        if let Some(mut si) = child.stdin.take() {
+            si.write_all(ruleset.as_bytes()).expect("nft stdin");
+        }
+        let out = child.wait_with_output().expect("nft");
+        assert!(
+            out.status.success(),
+            "nft -f failed: {}\n{ruleset}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Felix's nftables dataplane: table `calico` in family `ip` (and `ip6`), with its base chains
+    /// named by layer and hook and its own `cali-*` chains (felix/nftables/table.go `baseChains`,
+    /// felix/dataplane/linux/int_dataplane.go `nftables.NewTable("calico", 4|6, ...)`).
+    pub fn felix_nftables(ns: &Netns, families: &[&str]) {
+        for fam in families {
+            nft_load(
+                ns,
+                &format!(
+                    "table {fam} calico {{
+	chain cali-INPUT {{
+		meta mark set mark or 0x10000
+	}}
+	chain cali-FORWARD {{
+		counter
+	}}
+	chain cali-wl-to-host {{
+		counter
+	}}
+	chain filter-INPUT {{
+		type filter hook input priority filter; policy accept;
+		jump cali-INPUT
+	}}
+	chain filter-FORWARD {{
+		type filter hook forward priority filter; policy accept;
+		jump cali-FORWARD
+	}}
+	chain filter-OUTPUT {{
+		type filter hook output priority filter; policy accept;
+	}}
+	chain nat-PREROUTING {{
+		type nat hook prerouting priority dstnat; policy accept;
+	}}
+	chain nat-POSTROUTING {{
+		type nat hook postrouting priority srcnat + 10; policy accept;
+	}}
+	chain mangle-PREROUTING {{
+		type filter hook prerouting priority mangle; policy accept;
+	}}
+	chain raw-PREROUTING {{
+		type filter hook prerouting priority raw; policy accept;
+	}}
+}}
+"
+                ),
+            );
+        }
+    }
+
+    /// kube-proxy in nftables mode: table `kube-proxy` in family `ip` (and `ip6`), the chains
+    /// Felix's detection lists (felix/nftables/utils.go `KubeProxyNftablesEnabledFn`: any chain in
+    /// that table means nftables mode); names as kubernetes pkg/proxy/nftables/proxier.go has them.
+    pub fn kube_proxy_nftables(ns: &Netns, families: &[&str]) {
+        for fam in families {
+            let addr = if *fam == "ip6" {
+                "ipv6_addr"
+            } else {
+                "ipv4_addr"
+            };
+            nft_load(
+                ns,
+                &format!(
+                    "table {fam} kube-proxy {{
+	comment \"rules for kube-proxy\"
+	map service-ips {{
+		type {addr} . inet_proto . inet_service : verdict
+	}}
+	chain mark-for-masquerade {{
+		mark set mark or 0x4000
+	}}
+	chain masquerading {{
+		mark and 0x4000 == 0 return
+		mark set mark xor 0x4000
+		masquerade fully-random
+	}}
+	chain services {{
+		{fam} daddr . meta l4proto . th dport vmap @service-ips
+	}}
+	chain filter-forward {{
+		type filter hook forward priority -110; policy accept;
+		ct state new jump services
+	}}
+	chain filter-output {{
+		type filter hook output priority -110; policy accept;
+		ct state new jump services
+	}}
+	chain nat-prerouting {{
+		type nat hook prerouting priority dstnat; policy accept;
+		jump services
+	}}
+	chain nat-postrouting {{
+		type nat hook postrouting priority srcnat; policy accept;
+		jump masquerading
+	}}
+}}
+"
+                ),
+            );
+        }
+    }
+
+    /// Felix in iptables mode with `backend` "legacy" or "nft": `cali-*` chains in filter and nat
+    /// and the jumps to them from the builtin chains, for IPv4 and IPv6.
+    pub fn felix_iptables(ns: &Netns, backend: &str) {
+        for tool in [
+            format!("iptables-{backend}"),
+            format!("ip6tables-{backend}"),
+        ] {
+            for rule in [
+                "-t filter -N cali-INPUT",
+                "-t filter -A cali-INPUT -j MARK --set-xmark 0x10000/0x10000",
+                "-t filter -A INPUT -j cali-INPUT",
+                "-t filter -N cali-FORWARD",
+                "-t filter -A cali-FORWARD -j ACCEPT",
+                "-t filter -A FORWARD -j cali-FORWARD",
+                "-t nat -N cali-PREROUTING",
+                "-t nat -A PREROUTING -j cali-PREROUTING",
+            ] {
+                let mut args = vec![tool.as_str()];
+                args.extend(rule.split(' '));
+                ns.run(&args);
+            }
+        }
     }
 }

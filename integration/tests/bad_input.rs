@@ -639,12 +639,20 @@ struct Wired {
 }
 
 fn wired_pod() -> Wired {
+    wired_pod_with(json!({"ips": ["10.244.1.5/32"]}))
+}
+
+/// A pod wired by fake-calico from `calico` (its entry's keys: ipam, shape, ...).
+fn wired_pod_with(calico: Value) -> Wired {
     let host = Netns::new("bih");
     host.sysctl("net.ipv4.ip_forward", "1");
+    host.sysctl("net.ipv6.conf.all.forwarding", "1");
     let pod = Netns::new("bip");
     let env = CniEnv::new("ADD", &pod.path(), "eth0");
-    let c = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "fake-calico",
-                   "ips": ["10.244.1.5/32"]});
+    let mut c = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "fake-calico"});
+    for (k, v) in calico.as_object().into_iter().flatten() {
+        c[k] = v.clone();
+    }
     let fc = run_plugin(
         Some(&host),
         &bin("fake-calico"),
@@ -902,4 +910,141 @@ fn status_succeeds_silently() {
         ),
         "STATUS full env",
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The newer Calico results and the Calico entry the plugin reads from confDir
+
+#[test]
+fn newer_result_shapes_are_not_bad_input() {
+    for calico in [
+        // Calico 3.32's calico-ipam: one {dst: podIP/32|/128} per IP in `routes`.
+        json!({"ipam": {"type": "calico-ipam", "assign_ipv6": "true"}, "shape": "v3.32"}),
+        // host-local: a gateway on each IP and its configured routes (gw included).
+        json!({"ipam": {"type": "host-local", "ranges": [[{"subnet": "10.85.0.0/16"}]],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "10.85.0.1"}]}}),
+    ] {
+        let ctx = format!("{calico}");
+        let w = wired_pod_with(calico);
+        let c = conf("1.0.0", json!({"prevResult": w.prev, "nodeChecks": false}));
+        let run = plugin_in(&w.host, &w.vars(), c, &ctx);
+        w.assert_passed(&run, &ctx);
+    }
+}
+
+#[test]
+fn malformed_routes_in_prev_result_never_crash_and_are_named_if_refused() {
+    // libcni parses every result it passes on, so these cannot come from a real chain; a
+    // plugin may ignore `routes` (they are the host side's) or refuse them naming the key.
+    let w = wired_pod_with(json!({"ipam": {"type": "calico-ipam"}, "shape": "v3.32"}));
+    for routes in [
+        json!("10.244.1.5/32"),
+        json!({}),
+        json!([7]),
+        json!([{"dst": 5}]),
+        json!([{"dst": "nope"}]),
+        json!([{"dst": "10.244.1.5/33"}]),
+        json!([{"gw": "10.0.0.1"}]),
+        json!([{"dst": "10.244.1.5/32", "gw": "nope"}]),
+    ] {
+        let ctx = format!("prevResult.routes {routes}");
+        let mut prev = w.prev.clone();
+        prev["routes"] = routes;
+        let c = conf("1.0.0", json!({"prevResult": prev, "nodeChecks": false}));
+        let run = plugin_in(&w.host, &w.vars(), c, &ctx);
+        if run.status == 0 {
+            assert_eq!(
+                serde_json::from_str::<Value>(run.stdout.trim()).ok(),
+                Some(prev),
+                "{ctx}: passed, so the result must pass through"
+            );
+        } else {
+            assert_error(&run, 7, &["prevResult.routes"], &ctx);
+        }
+    }
+}
+
+#[test]
+fn malformed_calico_entry_in_conf_dir_never_crashes_and_is_named_if_refused() {
+    // Calico's own entry, which the plugin reads from confDir for the expected routes and
+    // families. Calico itself refuses most of these; whatever the plugin makes of them, it must
+    // answer (no panic, no hang), and a refusal must say where the bad value is.
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"type": "host-local", "routes": "10.0.0.0/8"}),
+            "routes",
+        ),
+        (
+            json!({"type": "host-local", "routes": [{"dst": 5}]}),
+            "routes",
+        ),
+        (
+            json!({"type": "host-local", "routes": [{"dst": "nope"}]}),
+            "routes",
+        ),
+        (json!({"type": "host-local", "routes": [7]}), "routes"),
+        (
+            json!({"type": "host-local", "ranges": "10.0.0.0/8"}),
+            "ranges",
+        ),
+        (
+            json!({"type": "host-local", "ranges": [[{"subnet": 7}]]}),
+            "ranges",
+        ),
+        (
+            json!({"type": "calico-ipam", "assign_ipv4": false}),
+            "assign_ipv4",
+        ),
+        (
+            json!({"type": "calico-ipam", "assign_ipv6": ["true"]}),
+            "assign_ipv6",
+        ),
+        (
+            json!({"type": "calico-ipam", "assign_ipv4": "false", "assign_ipv6": "false"}),
+            "assign_ipv",
+        ),
+        (json!("calico-ipam"), "ipam"),
+        (json!(null), "ipam"),
+    ];
+    let extra_keys: Vec<(&str, Value)> = vec![
+        ("include_default_routes", json!("yes")),
+        ("device_type", json!(7)),
+        ("device_type", json!("macvlan")),
+    ];
+    let mut entries: Vec<(Value, String)> = cases
+        .into_iter()
+        .map(|(ipam, key)| (json!({"type": "calico", "ipam": ipam}), key.to_string()))
+        .collect();
+    for (k, v) in extra_keys {
+        entries.push((
+            json!({"type": "calico", "ipam": {"type": "host-local",
+                "ranges": [[{"subnet": "10.244.1.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}, k: v}),
+            k.to_string(),
+        ));
+    }
+    let w = wired_pod();
+    let dirs = CniDirs::new("bi-conf");
+    for (calico, key) in entries {
+        let list = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network",
+            "plugins": [{"type": "calico-preflight"}, calico, {"type": "calico-preflight"}]});
+        let file = dirs.write_conflist(&list);
+        let v = with(w.vars(), "CNI_PATH", dirs.bin_dir());
+        for (position, prev) in [("first", None), ("after calico", Some(&w.prev))] {
+            let ctx = format!("{position}, {calico}");
+            let mut extra = json!({"confDir": dirs.conf_dir(), "cacheDir": dirs.cache_dir(),
+                "nodeCheckTtlSeconds": 0, "iptablesCommand": dirs.root.join("no-iptables")});
+            if let Some(p) = prev {
+                extra["prevResult"] = p.clone();
+            }
+            let run = plugin_in(&w.host, &v, conf("1.0.0", extra), &ctx);
+            if run.status == 1 {
+                let e = one_error_object(&run, &ctx);
+                let text = format!("{} {}", e["msg"], e["details"]);
+                assert!(
+                    text.contains(&key) || text.contains(&file.display().to_string()),
+                    "{ctx}: a refusal must name {key:?} or the file: {e}"
+                );
+            }
+        }
+    }
 }

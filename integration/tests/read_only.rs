@@ -1,8 +1,10 @@
 //! Read-only, over every scenario of the suite: links, addresses, routes, neighbours, sysctls
 //! and both iptables backends of host and pod are identical before and after ADD, CHECK and
-//! `doctor`, on healthy pods, on every fault, first in the chain, and on a node with the
-//! iptables split.
+//! `doctor`, on healthy pods, on every fault, first in the chain, on a node with the
+//! iptables split, and on every deployment of the matrix (deployments.rs) with Calico's entry
+//! in a real confDir, including nftables nodes.
 
+use calico_preflight_integration::dataplane;
 use calico_preflight_integration::*;
 use serde_json::json;
 
@@ -134,4 +136,157 @@ fn node_checks_on_an_iptables_split_change_nothing() {
         "host namespace changed:\n{}",
         snapshot_diff(&before, &after)
     );
+}
+
+/// The deployment matrix's pods (integration/tests/deployments.rs), healthy and broken: Calico's
+/// entry in a real confDir (read by the plugin), calico-preflight first and after calico.
+const DEPLOYMENTS: &[(&str, &str)] = &[
+    (
+        r#"{"ipam": {"type": "host-local", "ranges": [[{"subnet": "usePodCidr"}], [{"subnet": "usePodCidrIPv6"}]],
+            "routes": [{"dst": "10.0.0.0/8"}, {"dst": "fd00:99::/64", "gw": "fd00:10::1"}]}}"#,
+        "dual",
+    ),
+    (
+        r#"{"include_default_routes": true, "break": ["no-route:192.168.0.0/16"],
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "usePodCidr"}]], "routes": [{"dst": "192.168.0.0/16"}]}}"#,
+        "v4",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam", "assign_ipv4": "false", "assign_ipv6": "true"}}"#,
+        "v6",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam", "assign_ipv4": "false", "assign_ipv6": "true"}, "break": ["no-proxy-arp"]}"#,
+        "v6-forwarding-off",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam", "assign_ipv6": "true"}, "shape": "v3.32"}"#,
+        "dual",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam"}, "extraHostInterface": "ifb"}"#,
+        "v4",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam", "assign_ipv6": "true"}, "extraHostInterface": "veth", "shape": "v3.30"}"#,
+        "dual",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam"}, "interfacePrefix": "wkl", "break": ["host-veth-down"]}"#,
+        "v4",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam", "assign_ipv6": "true"}, "podDefaultRoute6": "ecmp"}"#,
+        "dual",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam", "assign_ipv6": "true"}, "podDefaultRoute6": "ecmp", "break": ["ecmp-wrong-nexthops"]}"#,
+        "dual",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam", "assign_ipv6": "true"}}"#,
+        "all-nftables",
+    ),
+    (
+        r#"{"ipam": {"type": "calico-ipam"}}"#,
+        "kube-proxy-nftables-felix-legacy",
+    ),
+];
+
+fn deployment_node(host: &Netns, node: &str) {
+    let (v4, v6) = match node {
+        "v6" => ("0", "1"),
+        "v6-forwarding-off" => ("0", "0"),
+        "v4" | "kube-proxy-nftables-felix-legacy" => ("1", "0"),
+        _ => ("1", "1"),
+    };
+    host.sysctl("net.ipv4.ip_forward", v4);
+    host.sysctl("net.ipv6.conf.all.forwarding", v6);
+    match node {
+        "all-nftables" => {
+            dataplane::felix_nftables(host, &["ip", "ip6"]);
+            dataplane::kube_proxy_nftables(host, &["ip", "ip6"]);
+        }
+        "kube-proxy-nftables-felix-legacy" => {
+            dataplane::kube_proxy_nftables(host, &["ip"]);
+            dataplane::felix_iptables(host, "legacy");
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn no_deployment_changes_the_network() {
+    for (calico, node) in DEPLOYMENTS {
+        let host = Netns::new("ro-dh");
+        deployment_node(&host, node);
+        let pod = Netns::new("ro-dp");
+        let dirs = CniDirs::new("ro-d");
+        let mut env = CniEnv::new("ADD", &pod.path(), "eth0");
+        env.path = dirs.bin_dir().display().to_string();
+        let mut calico: serde_json::Value = serde_json::from_str(calico).expect("scenario json");
+        calico["type"] = json!("calico");
+        let entry = json!({"type": "calico-preflight", "confDir": dirs.conf_dir(),
+            "cacheDir": dirs.cache_dir(), "nodeCheckTtlSeconds": 0,
+            "checks": {"iptables-backend": "error"}});
+        let list = json!({"cniVersion": "1.1.0", "name": "k8s-pod-network",
+            "plugins": [entry, calico.clone()]});
+        dirs.write_conflist(&list);
+        let ctx = format!("{calico} on node {node}");
+        // Calico's entry alone wires the pod; every later call is the plugin's.
+        let mut c = calico.clone();
+        c["cniVersion"] = json!("1.1.0");
+        c["name"] = json!("k8s-pod-network");
+        let wired = run_plugin(
+            Some(&host),
+            &dirs.bin_dir().join("calico"),
+            &env.vars(),
+            c.to_string().as_bytes(),
+        );
+        assert_eq!(wired.status, 0, "{ctx}: {wired:?}");
+        let prev = wired.json();
+        let mut after = list["plugins"][0].clone();
+        after["cniVersion"] = json!("1.1.0");
+        after["name"] = json!("k8s-pod-network");
+        let first = after.clone();
+        after["prevResult"] = prev;
+
+        let before = (settled_snapshot(&host), settled_snapshot(&pod));
+        for (cmd, c) in [
+            ("ADD", &first),
+            ("ADD", &after),
+            ("CHECK", &after),
+            ("STATUS", &first),
+            ("DEL", &after),
+        ] {
+            let run = preflight(&host, &env, cmd, c);
+            assert!(run.status == 0 || run.status == 1, "{ctx} {cmd}: {run:?}");
+        }
+        let prefix = calico["interfacePrefix"].as_str().unwrap_or("cali");
+        let doctor = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", host.path()))
+            .arg(bin("calico-preflight"))
+            .args(["doctor", "--no-proc-scan", "--json", "--prefix", prefix])
+            .arg("--conf-dir")
+            .arg(dirs.conf_dir())
+            .arg("--cni-bin-dir")
+            .arg(dirs.bin_dir())
+            .output()
+            .expect("doctor");
+        assert!(
+            doctor.status.code().is_some_and(|c| c <= 2),
+            "{ctx}: doctor {doctor:?}"
+        );
+        let after = (snapshot(&host), snapshot(&pod));
+        assert!(
+            before.0 == after.0,
+            "host namespace changed ({ctx}):\n{}",
+            snapshot_diff(&before.0, &after.0)
+        );
+        assert!(
+            before.1 == after.1,
+            "pod namespace changed ({ctx}):\n{}",
+            snapshot_diff(&before.1, &after.1)
+        );
+    }
 }
