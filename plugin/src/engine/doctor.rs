@@ -235,6 +235,8 @@ fn node_findings(o: &Options, want_v6: bool) -> Result<Vec<Finding>, InspectErro
         },
         iptables_command: o.iptables_command.clone(),
         want_v6,
+        host_root: PathBuf::from("/"),
+        token_warn_seconds: crate::config::DEFAULT_TOKEN_WARN_S,
     };
     let facts = node::gather(&q, Deadline::after(o.timeout))?;
     Ok(run_node_checks(&facts, |_| None))

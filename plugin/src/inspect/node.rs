@@ -13,6 +13,11 @@ pub struct NodeQuery {
     pub files: CniFilesQuery,
     pub iptables_command: std::path::PathBuf,
     pub want_v6: bool,
+    /// Where the host's root is (`/`, or where a container mounted it): host paths named in
+    /// Calico's config, and node files the checks find, are read under it.
+    pub host_root: std::path::PathBuf,
+    /// Warn when Calico's kubeconfig token expires within this many seconds.
+    pub token_warn_seconds: u64,
 }
 
 /// Everything the node checks look at.
@@ -28,6 +33,12 @@ pub struct NodeFacts {
     pub sysctls: Vec<SysctlRead>,
     /// Whether IPv6 forwarding matters (the pod has IPv6 addresses).
     pub want_v6: bool,
+    /// Whether each plugin binary of the chain can be executed here (cni-binary-runnable).
+    pub bin_exec: Option<super::elf::BinExecFacts>,
+    /// Calico's kubeconfig and nodename file (calico-kubeconfig, calico-nodename).
+    pub calico_files: Option<super::calico_node_files::CalicoNodeFiles>,
+    /// From the config: the warning window before the kubeconfig token expires.
+    pub token_warn_seconds: u64,
 }
 
 impl NodeFacts {
@@ -56,8 +67,12 @@ pub fn gather(q: &NodeQuery, deadline: Deadline) -> Result<NodeFacts, InspectErr
         }
         Err(e) => Some(Err(e.to_string())),
     };
+    let cni = cni_files::gather(&q.files);
     Ok(NodeFacts {
-        cni: Some(cni_files::gather(&q.files)),
+        bin_exec: Some(super::elf::gather(&cni, &q.host_root)),
+        calico_files: Some(super::calico_node_files::gather(&cni, &q.host_root)),
+        token_warn_seconds: q.token_warn_seconds,
+        cni: Some(cni),
         netfilter,
         iptables_command: iptables_command(&q.iptables_command),
         sysctls: [
