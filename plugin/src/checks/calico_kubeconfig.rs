@@ -82,14 +82,16 @@ fn kubeconfig_findings(k: &KubeconfigFacts, conflist: &str, now: i64, warn_s: u6
                 &format!("Calico's CNI cannot reach its datastore and fails every pod. {REWRITE}"),
             )]
         }
-        Err(e) => return vec![finding(
-            "Calico's kubeconfig cannot be read",
-            "a readable kubeconfig (YAML)",
-            format!("{path}: {e}"),
-            &format!(
+        Err(e) => {
+            return vec![finding(
+                "Calico's kubeconfig cannot be read",
+                "a readable kubeconfig (YAML)",
+                format!("{path}: {e}"),
+                &format!(
                 "Calico's CNI fails every pod with `error building K8s client config`. {REWRITE}"
             ),
-        )],
+            )]
+        }
     };
     if let Some(p) = &kc.problem {
         return vec![finding(

@@ -31,7 +31,12 @@ pub fn host_path(root: &Path, path: &Path) -> PathBuf {
 /// openat2(RESOLVE_IN_ROOT) makes `..` and absolute symlinks resolve inside the root, as the
 /// host itself would resolve them.
 pub fn open(root: &Path, path: &Path, extra_flags: i32) -> std::io::Result<File> {
-    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | extra_flags;
+    // openat2 refuses O_PATH with other open flags (EINVAL).
+    let flags = if extra_flags & libc::O_PATH != 0 {
+        libc::O_PATH | libc::O_CLOEXEC
+    } else {
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | extra_flags
+    };
     if root == Path::new("/") {
         return open_plain(&host_path(root, path), flags);
     }
@@ -129,6 +134,9 @@ mod tests {
         assert!(read_small(&root, Path::new("/etc"), 100)
             .unwrap_err()
             .contains("not a regular file"));
+        // O_PATH handles (for fstat) resolve the same way.
+        let f = open(&root, Path::new("/etc/link"), libc::O_PATH).unwrap();
+        assert!(f.metadata().unwrap().is_file());
         assert!(read_small(&root, Path::new("/etc/real"), 3)
             .unwrap_err()
             .contains("more than"));
