@@ -35,7 +35,7 @@ pub fn check(f: &NodeFacts) -> Vec<Finding> {
                 b.path.display(),
                 b.needed_by
             ),
-            reinstall: reinstall(&b.plugin == ours),
+            reinstall: reinstall(b.plugin == ours),
         };
         out.extend(format_finding(&ctx, &be.node));
         out.extend(noexec_finding(&ctx));

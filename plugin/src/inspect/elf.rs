@@ -570,9 +570,10 @@ pub fn mount_of(mounts: &[Mount], path: &Path) -> Option<Mount> {
         if !path.starts_with(&m.mount_point) {
             continue;
         }
-        let longer = best.map_or(true, |b| {
-            m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len()
-        });
+        let longer = match best {
+            None => true,
+            Some(b) => m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len(),
+        };
         if longer {
             best = Some(m);
         }
@@ -875,13 +876,18 @@ mod tests {
         assert!(parse_binfmt("x", "disabled\nmagic 00\n").is_none());
         let head = elf(true, true, EM_AARCH64, None);
         assert_eq!(
-            binfmt_match(&[qemu.clone()], &head, Path::new("/opt/cni/bin/calico")).as_deref(),
+            binfmt_match(
+                std::slice::from_ref(&qemu),
+                &head,
+                Path::new("/opt/cni/bin/calico")
+            )
+            .as_deref(),
             Some("qemu-aarch64")
         );
         let x86 = elf(true, true, EM_X86_64, None);
         assert!(binfmt_match(&[qemu], &x86, Path::new("/a")).is_none());
         let ext = parse_binfmt("wine", "enabled\nextension .exe\n").unwrap();
-        assert!(binfmt_match(&[ext.clone()], b"", Path::new("/a/b.exe")).is_some());
+        assert!(binfmt_match(std::slice::from_ref(&ext), b"", Path::new("/a/b.exe")).is_some());
         assert!(binfmt_match(&[ext], b"", Path::new("/a/calico")).is_none());
     }
 
