@@ -246,7 +246,8 @@ pub fn gather(cni: &CniFiles, host_root: &Path) -> BinExecFacts {
             Format::Elf(ElfInfo {
                 interp: Some(i), ..
             }) => Some(i.clone()),
-            Format::Script { interpreter } if !interpreter.is_empty() => {
+            // A relative interpreter resolves against the runtime's cwd, unknown here.
+            Format::Script { interpreter } if interpreter.starts_with('/') => {
                 Some(PathBuf::from(interpreter))
             }
             _ => None,
