@@ -434,6 +434,64 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn gathers_under_a_host_root_with_a_relative_token_file() {
+        use crate::inspect::cni_files::tests::{write, TempDir};
+        use crate::inspect::cni_files::{CniFiles, ConfFile};
+        let t = TempDir::new("calfiles");
+        let root = t.dir("host");
+        let netd = t.dir("host/etc/cni/net.d");
+        t.dir("host/var/lib/calico");
+        let token = jwt(r#"{"exp":1234}"#);
+        // tokenFile relative to the kubeconfig's dir, as client-go resolves it; the token file
+        // an absolute symlink that must resolve inside the host root.
+        write(
+            &netd.join("calico-kubeconfig"),
+            &calico_kubeconfig("https://x", "tokenFile: token-link"),
+            0o600,
+        );
+        write(&netd.join("token"), &format!("{token}\n"), 0o600);
+        std::os::unix::fs::symlink("/etc/cni/net.d/token", netd.join("token-link")).unwrap();
+        write(&root.join("var/lib/calico/nodename"), "node-1\n", 0o644);
+        let entry = serde_json::json!({"type": "calico",
+            "kubernetes": {"kubeconfig": "/etc/cni/net.d/calico-kubeconfig"}});
+        let cni = CniFiles {
+            files: vec![ConfFile {
+                path: "/etc/cni/net.d/10-calico.conflist".into(),
+                plugins: vec![entry.as_object().unwrap().clone()],
+                ..ConfFile::default()
+            }],
+            ours: Some(0),
+            ..CniFiles::default()
+        };
+        let g = gather(&cni, &root);
+        let k = g.kubeconfig.unwrap();
+        assert_eq!(k.resolved, root.join("etc/cni/net.d/calico-kubeconfig"));
+        let tok = k.read.unwrap().unwrap().token.unwrap();
+        assert_eq!(
+            tok.source,
+            TokenSource::File("/etc/cni/net.d/token-link".into())
+        );
+        assert_eq!(tok.kind, Ok(TokenKind::Exp(1234)));
+        let n = g.nodename.unwrap();
+        assert_eq!(n.read, Ok(Some("node-1".into())));
+        assert!(g.now_unix > 1_600_000_000);
+        // Our conflist without a calico plugin: said, not guessed.
+        let mut other = cni.clone();
+        other.files[0].plugins[0].insert("type".into(), "bridge".into());
+        assert!(matches!(
+            gather(&other, &root).entry,
+            EntryLookup::NoCalicoPlugin { .. }
+        ));
+        let mut none = cni;
+        none.ours = None;
+        let g = gather(&none, &root);
+        assert_eq!(
+            (g.entry, g.kubeconfig, g.nodename),
+            (EntryLookup::NoConflist, None, None)
+        );
+    }
+
+    #[test]
     fn entry_keys_and_types() {
         let m = serde_json::json!({"type":"calico","kubernetes":{"kubeconfig":"/k"},
             "nodename":"n1","nodename_file":"/f","nodename_file_optional":true,"datastore_type":"kubernetes"});
