@@ -145,3 +145,84 @@ fn preflight_first_explains_a_plugin_missing_from_the_runtime_bin_dir() {
     );
     assert!(!err.contains("failed to find plugin"), "{err}");
 }
+
+/// A calico binary for another architecture (as from an image pulled for the wrong platform):
+/// with calico-preflight first, the sandbox error is our explanation, not calico's bare
+/// `fork/exec .../calico: exec format error`.
+#[test]
+fn preflight_first_explains_a_calico_binary_for_another_architecture() {
+    use calico_preflight::inspect::elf;
+    cri::available().unwrap_or_else(|e| panic!("{e}"));
+    let tag = format!("arch-{}", std::process::id());
+    let runtime_dir = std::env::temp_dir().join(format!("cp-cri-bin-{tag}"));
+    let foreign_dir = std::env::temp_dir().join(format!("cp-cri-foreign-{tag}"));
+    let _ = std::fs::remove_dir_all(&runtime_dir);
+    let _ = std::fs::remove_dir_all(&foreign_dir);
+    std::fs::create_dir_all(&foreign_dir).expect("dir");
+    // A real binary whose e_machine names another machine.
+    let calico = foreign_dir.join("calico");
+    let mut bytes = std::fs::read(bin("fake-calico")).expect("read fake-calico");
+    let own = elf::Machine::own().expect("known arch");
+    let other = if own.machine == elf::EM_AARCH64 {
+        elf::EM_X86_64
+    } else {
+        elf::EM_AARCH64
+    };
+    let patched = if own.little_endian {
+        other.to_le_bytes()
+    } else {
+        other.to_be_bytes()
+    };
+    bytes[18..20].copy_from_slice(&patched);
+    std::fs::write(&calico, &bytes).expect("write");
+    calico_preflight_integration::sh(&["chmod", "755", &calico.display().to_string()]);
+    let cp = bin("calico-preflight");
+    cri::make_bin_dir(
+        &runtime_dir,
+        &[
+            ("calico-preflight", cp.as_path()),
+            ("calico", calico.as_path()),
+        ],
+    )
+    .expect("bin dir");
+    let c = start(&runtime_dir);
+    let conf_dir = c.work_dir().join("net.d");
+    let list = json!({
+        "cniVersion": "1.0.0",
+        "name": "k8s-pod-network",
+        "plugins": [
+            {"type": "calico-preflight", "confDir": conf_dir, "nodeCheckTtlSeconds": 0},
+            {"type": "calico", "ips": ["10.244.9.6/32"], "nodename_file_optional": true},
+            {"type": "calico-preflight", "nodeChecks": false}
+        ]
+    });
+    c.set_conflist(&list.to_string()).expect("conflist");
+    let err = c
+        .run_pod_sandbox("web-3", "default")
+        .expect_err("ADD must fail");
+    eprintln!("RunPodSandbox error: {err}");
+    assert!(
+        err.contains(
+            "plugin type=\"calico-preflight\" failed (add): calico-preflight: cni-binary-runnable: \
+             plugin binary \"calico\" is built for another architecture"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(&own_arch_desc(own)),
+        "names this node's arch: {err}"
+    );
+    assert!(
+        !err.contains("plugin type=\"calico\" failed"),
+        "calico never ran: {err}"
+    );
+    // No sandbox check: containerd's cleanup DEL runs calico too, which cannot exec, so the
+    // sandbox stays for containerd to retry; dropping the private containerd removes it.
+    drop(c);
+    let _ = std::fs::remove_dir_all(&runtime_dir);
+    let _ = std::fs::remove_dir_all(&foreign_dir);
+}
+
+fn own_arch_desc(own: calico_preflight::inspect::elf::Machine) -> String {
+    format!("an ELF executable for {}", own.describe())
+}

@@ -192,6 +192,10 @@ fn case(d: &Deployment, version: &str, fault: Option<&Fault>) -> Case {
     env.path = dirs.bin_dir().display().to_string();
     let mut calico = d.calico.clone();
     calico["type"] = json!("calico");
+    // calico-node writes the node's name here; Calico's CNI (and calico-nodename) needs it.
+    let nodename = dirs.root.join("nodename");
+    std::fs::write(&nodename, "node-1\n").expect("nodename file");
+    calico["nodename_file"] = json!(nodename);
     if let Some(f) = fault {
         calico["break"] = json!(f.breaks);
     }

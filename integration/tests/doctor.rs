@@ -24,8 +24,12 @@ fn node(faults: &[&[&str]]) -> Node {
     // The node's CNI files: Calico's conflist and its binaries where the runtime looks.
     let conf_dir = std::env::temp_dir().join(format!("cp-doctor-{}", host.name));
     std::fs::create_dir_all(conf_dir.join("bin")).expect("conf dir");
+    // calico-node's nodename file, kept in the temp dir (calico-nodename reads it).
+    let nodename = conf_dir.join("nodename");
+    std::fs::write(&nodename, "node-1").expect("nodename");
     let list = json!({"name": "k8s-pod-network", "cniVersion": "1.0.0", "plugins": [
-        {"type": "calico", "ipam": {"type": "calico-ipam"}}, {"type": "calico-preflight"}, {"type": "portmap"}]});
+        {"type": "calico", "ipam": {"type": "calico-ipam"}, "nodename_file": nodename},
+        {"type": "calico-preflight"}, {"type": "portmap"}]});
     std::fs::write(conf_dir.join("10-calico.conflist"), list.to_string()).expect("conflist");
     for b in ["calico", "calico-ipam", "calico-preflight", "portmap"] {
         let p = conf_dir.join("bin").join(b);
@@ -327,7 +331,8 @@ fn doctor_and_add_agree_on_the_installed_entrys_severities() {
         let entry = json!({"type": "calico-preflight", "nodeChecks": false,
             "checks": {"host-veth-mac": severity}});
         let list = json!({"name": "k8s-pod-network", "cniVersion": "1.0.0", "plugins": [
-            {"type": "calico", "ipam": {"type": "calico-ipam"}}, entry]});
+            {"type": "calico", "ipam": {"type": "calico-ipam"}, "nodename_file_optional": true},
+            entry]});
         std::fs::write(conf_dir.join("10-calico.conflist"), list.to_string()).expect("conflist");
         let pod = Netns::new("dr-p");
         let env = CniEnv::new("ADD", &pod.path(), "eth0");

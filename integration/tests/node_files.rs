@@ -27,6 +27,8 @@ impl Node {
         for d in ["net.d", "opt-cni-bin", "etc-cni-bin"] {
             std::fs::create_dir_all(root.join(d)).expect("mkdir");
         }
+        // calico-node's nodename file, in the temp tree (calico-nodename reads it).
+        std::fs::write(root.join("nodename"), "node-1").expect("nodename");
         let node = Node { ns, root };
         node.conflist("10-calico.conflist", "k8s-pod-network");
         node.stub("opt-cni-bin", "calico-preflight", 0o755);
@@ -40,7 +42,8 @@ impl Node {
     fn conflist(&self, file: &str, name: &str) {
         let c = json!({"cniVersion": "1.0.0", "name": name, "plugins": [
             {"type": "calico-preflight"},
-            {"type": "calico", "ipam": {"type": "calico-ipam"}},
+            {"type": "calico", "ipam": {"type": "calico-ipam"},
+             "nodename_file": self.root.join("nodename")},
             {"type": "portmap", "capabilities": {"portMappings": true}},
         ]});
         std::fs::write(self.dir("net.d").join(file), c.to_string()).expect("conflist");

@@ -218,13 +218,18 @@ fn node_findings(call: &Call, pod_families: Option<Families>) -> Result<Vec<Find
         files: files_query(call),
         iptables_command: cfg.iptables_command.clone(),
         pod_families,
+        host_root: cfg.host_root.clone(),
+        token_warn_seconds: cfg.token_warn_seconds,
     };
     let overrides: Vec<_> = crate::checks::CheckId::ALL
         .iter()
         .filter_map(|id| cfg.severity_override(*id).map(|s| (id.as_str(), s)))
         .collect();
+    // The token expiry makes an outcome time-dependent: a cached "valid" can turn "expiring" or
+    // "expired" within the TTL. The TTL (30 s default, a day at most) is far below any sane
+    // tokenWarnSeconds window, so a cached outcome is at most one TTL late to warn.
     let key = format!(
-        "netns={} q={:?}/{:?}/{:?}/{:?}/{:?} ipt={:?} families={pod_families:?} overrides={overrides:?}",
+        "netns={} q={:?}/{:?}/{:?}/{:?}/{:?} ipt={:?} families={pod_families:?} overrides={overrides:?} root={:?} tokwarn={}",
         node::netns_id(),
         query.files.conf_dir,
         query.files.network_name,
@@ -232,6 +237,8 @@ fn node_findings(call: &Call, pod_families: Option<Families>) -> Result<Vec<Find
         query.files.cni_path,
         query.files.search_dirs,
         query.iptables_command,
+        query.host_root,
+        query.token_warn_seconds,
     );
     let cache = NodeCache::new(&cfg.cache_dir, key, cfg.node_check_ttl);
     if let Some(f) = cache.load() {

@@ -20,6 +20,10 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_NODE_CHECK_TTL_S: u64 = 30;
 pub const MAX_NODE_CHECK_TTL_S: u64 = 86_400;
+/// Calico refreshes its CNI token with a quarter of its 24 h left (node/pkg/cni/token_watch.go):
+/// a token within an hour of expiry has missed many refreshes.
+pub const DEFAULT_TOKEN_WARN_S: u64 = 3600;
+pub const MAX_TOKEN_WARN_S: u64 = 30 * 86_400;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -38,6 +42,10 @@ pub struct Config {
     pub search_bin_dirs: Vec<PathBuf>,
     /// The host's iptables command, to tell which backend people and tools on the node use.
     pub iptables_command: PathBuf,
+    /// Where the host's root is: host files named in Calico's config are read under it.
+    pub host_root: PathBuf,
+    /// Warn when Calico's kubeconfig token expires within this many seconds.
+    pub token_warn_seconds: u64,
 }
 
 impl Default for Config {
@@ -54,6 +62,8 @@ impl Default for Config {
             conf_dir: PathBuf::from("/etc/cni/net.d"),
             search_bin_dirs: Vec::new(),
             iptables_command: PathBuf::from("/usr/sbin/iptables"),
+            host_root: PathBuf::from("/"),
+            token_warn_seconds: DEFAULT_TOKEN_WARN_S,
         }
     }
 }
@@ -178,9 +188,24 @@ impl Config {
             ("cacheDir", &mut c.cache_dir),
             ("confDir", &mut c.conf_dir),
             ("iptablesCommand", &mut c.iptables_command),
+            ("hostRoot", &mut c.host_root),
         ] {
             if let Some(v) = present(raw, key) {
                 *slot = abs_path(key, v)?;
+            }
+        }
+        if let Some(v) = present(raw, "tokenWarnSeconds") {
+            match v.as_u64() {
+                Some(s) if s <= MAX_TOKEN_WARN_S => c.token_warn_seconds = s,
+                _ => {
+                    return Err(invalid_key(
+                        "tokenWarnSeconds",
+                        &format!(
+                            "must be an integer from 0 (no early warning) to {MAX_TOKEN_WARN_S}, found {}",
+                            show(v)
+                        ),
+                    ))
+                }
             }
         }
         if let Some(v) = present(raw, "searchBinDirs") {
@@ -284,6 +309,9 @@ mod tests {
             c.search_bin_dirs,
             vec![PathBuf::from("/a"), PathBuf::from("/b")]
         );
+        let c = cfg(json!({"hostRoot":"/host","tokenWarnSeconds":60})).unwrap();
+        assert_eq!(c.host_root, PathBuf::from("/host"));
+        assert_eq!(c.token_warn_seconds, 60);
     }
 
     #[test]
@@ -307,6 +335,9 @@ mod tests {
             (json!({"nodeChecks":"yes"}), "nodeChecks"),
             (json!({"nodeCheckTtlSeconds":-1}), "nodeCheckTtlSeconds"),
             (json!({"confDir":"net.d"}), "confDir"),
+            (json!({"hostRoot":"host"}), "hostRoot"),
+            (json!({"tokenWarnSeconds":-5}), "tokenWarnSeconds"),
+            (json!({"tokenWarnSeconds":"1h"}), "tokenWarnSeconds"),
             (json!({"searchBinDirs":"/opt"}), "searchBinDirs"),
             (json!({"searchBinDirs":["/opt", 3]}), "searchBinDirs[1]"),
         ] {

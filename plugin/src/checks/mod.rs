@@ -3,7 +3,10 @@
 //! A check says what is wrong; whether that fails ADD is decided by its severity, which the
 //! operator can change per check in the config.
 
+pub mod calico_kubeconfig;
+pub mod calico_nodename;
 pub mod cni_bin_dir;
+pub mod cni_binary_runnable;
 pub mod conflist_order;
 pub mod host_forwarding;
 pub mod host_ip_forward;
@@ -82,6 +85,9 @@ check_ids! {
     IptablesBackend => "iptables-backend", Error, "Calico's iptables rules live in the same backend (legacy or nft) as kube-proxy's and the host's; Felix's nftables dataplane runs with kube-proxy's nftables mode";
     HostIpForward => "host-ip-forward", Error, "net.ipv4.ip_forward=1 where pods get IPv4, net.ipv6.conf.all.forwarding=1 where they get IPv6 (the pod's IPs, else Calico's IPAM config)";
     HostRpFilter => "host-rp-filter", Warn, "net.ipv4.conf.all.rp_filter is not 2 (loose), which Felix refuses";
+    CniBinaryRunnable => "cni-binary-runnable", Error, "every plugin (and ipam) binary of the chain can be executed here: an ELF for this machine, its loader or #! interpreter present, not on a noexec mount";
+    CalicoKubeconfig => "calico-kubeconfig", Error, "the kubeconfig Calico's entry names exists, parses, names a server, and its token has not expired (warns ahead of expiry)";
+    CalicoNodename => "calico-nodename", Error, "Calico's nodename file exists (unless nodename_file_optional) and agrees with the entry's nodename";
 }
 
 impl std::fmt::Display for CheckId {
@@ -286,6 +292,9 @@ type NodeCheck = Check<NodeFacts>;
 
 pub const NODE_CHECKS: &[(CheckId, NodeCheck)] = &[
     (CheckId::CniBinDir, cni_bin_dir::check),
+    (CheckId::CniBinaryRunnable, cni_binary_runnable::check),
+    (CheckId::CalicoKubeconfig, calico_kubeconfig::check),
+    (CheckId::CalicoNodename, calico_nodename::check),
     (CheckId::ConflistOrder, conflist_order::check),
     (CheckId::IptablesBackend, iptables_backend::check),
     (CheckId::HostIpForward, host_ip_forward::check),

@@ -343,6 +343,8 @@ fn node_findings(
         },
         iptables_command: s.iptables_command.clone(),
         pod_families,
+        host_root: PathBuf::from("/"),
+        token_warn_seconds: crate::config::DEFAULT_TOKEN_WARN_S,
     };
     let mut facts = node::gather(&q, Deadline::after(s.timeout))?;
     facts.runtime = Some(s.runtime.clone());

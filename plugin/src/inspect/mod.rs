@@ -4,12 +4,15 @@
 //! [`HostView`]) and the checks judge it, so every check is testable without root.
 
 pub mod calico_conf;
+pub mod calico_node_files;
 pub mod cni_files;
+pub mod elf;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;
 mod nlmsg;
 pub mod node;
+pub mod rooted;
 pub mod runtime;
 pub mod scan;
 pub mod sysctl;

@@ -16,6 +16,11 @@ pub struct NodeQuery {
     /// The IP families of the pod(s) being checked, when there are any (after calico: the
     /// prevResult's IPs); `None` first in the chain and on STATUS.
     pub pod_families: Option<Families>,
+    /// Where the host's root is (`/`, or where a container mounted it): host paths named in
+    /// Calico's config, and node files the checks find, are read under it.
+    pub host_root: std::path::PathBuf,
+    /// Warn when Calico's kubeconfig token expires within this many seconds.
+    pub token_warn_seconds: u64,
 }
 
 /// Everything the node checks look at.
@@ -36,6 +41,12 @@ pub struct NodeFacts {
     /// Where the CNI dirs checked came from (the runtime's config, flags, defaults), for
     /// remedies; `doctor` sets it, ADD (given CNI_PATH by the runtime) does not.
     pub runtime: Option<super::runtime::RuntimeFacts>,
+    /// Whether each plugin binary of the chain can be executed here (cni-binary-runnable).
+    pub bin_exec: Option<super::elf::BinExecFacts>,
+    /// Calico's kubeconfig and nodename file (calico-kubeconfig, calico-nodename).
+    pub calico_files: Option<super::calico_node_files::CalicoNodeFiles>,
+    /// From the config: the warning window before the kubeconfig token expires.
+    pub token_warn_seconds: u64,
 }
 
 /// Where the families the node must serve were learnt.
@@ -90,6 +101,9 @@ pub fn gather(q: &NodeQuery, deadline: Deadline) -> Result<NodeFacts, InspectErr
     let cni = cni_files::gather(&q.files);
     let calico = CalicoConf::from_files(&cni, CALICO_TYPE);
     Ok(NodeFacts {
+        bin_exec: Some(super::elf::gather(&cni, &q.host_root)),
+        calico_files: Some(super::calico_node_files::gather(&cni, &q.host_root)),
+        token_warn_seconds: q.token_warn_seconds,
         cni: Some(cni),
         netfilter,
         iptables_command: iptables_command(&q.iptables_command),
