@@ -152,6 +152,14 @@ fn pod_call(call: &Call) -> Result<Option<serde_json::Value>, CniError> {
         host: &host,
     };
     let mut findings = run_pod_checks(&facts, |id| cfg.severity_override(id));
+    if findings
+        .iter()
+        .any(|f| f.check == crate::checks::CheckId::HostVethMac)
+    {
+        // Only a wrong host-veth MAC pays for reading the udev .link files.
+        let links = inspect::netmgr::gather_links(std::path::Path::new("/"));
+        crate::checks::host_network_manager::name_mac_policy(&mut findings, &links);
+    }
     if cfg.node_checks {
         findings.extend(node_findings(call, target.has_v6())?);
     }
@@ -194,13 +202,14 @@ fn node_findings(call: &Call, want_v6: bool) -> Result<Vec<Finding>, CniError> {
         },
         iptables_command: cfg.iptables_command.clone(),
         want_v6,
+        host_root: PathBuf::from("/"),
     };
     let overrides: Vec<_> = crate::checks::CheckId::ALL
         .iter()
         .filter_map(|id| cfg.severity_override(*id).map(|s| (id.as_str(), s)))
         .collect();
     let key = format!(
-        "netns={} q={:?}/{:?}/{:?}/{:?}/{:?} ipt={:?} v6={want_v6} overrides={overrides:?}",
+        "netns={} q={:?}/{:?}/{:?}/{:?}/{:?} ipt={:?} v6={want_v6} overrides={overrides:?} root={:?}",
         node::netns_id(),
         query.files.conf_dir,
         query.files.network_name,
@@ -208,6 +217,7 @@ fn node_findings(call: &Call, want_v6: bool) -> Result<Vec<Finding>, CniError> {
         query.files.cni_path,
         query.files.search_dirs,
         query.iptables_command,
+        query.host_root,
     );
     let cache = NodeCache::new(&cfg.cache_dir, key, cfg.node_check_ttl);
     if let Some(f) = cache.load() {

@@ -7,6 +7,7 @@ pub mod cni_bin_dir;
 pub mod conflist_order;
 pub mod host_forwarding;
 pub mod host_ip_forward;
+pub mod host_network_manager;
 pub mod host_proxy_arp;
 pub mod host_route;
 pub mod host_rp_filter;
@@ -78,6 +79,7 @@ check_ids! {
     IptablesBackend => "iptables-backend", Error, "Calico's iptables rules live in the same backend (legacy or nft) as kube-proxy's and the host's";
     HostIpForward => "host-ip-forward", Error, "net.ipv4.ip_forward=1 on the node (and IPv6 forwarding for IPv6 pods)";
     HostRpFilter => "host-rp-filter", Warn, "net.ipv4.conf.all.rp_filter is not 2 (loose), which Felix refuses";
+    HostNetworkManager => "host-network-manager", Error, "NetworkManager and systemd-networkd, when running, leave Calico's interfaces (cali*, tunl0, vxlan.calico, wireguard.cali) alone";
 }
 
 impl std::fmt::Display for CheckId {
@@ -265,6 +267,7 @@ pub const NODE_CHECKS: &[(CheckId, NodeCheck)] = &[
     (CheckId::IptablesBackend, iptables_backend::check),
     (CheckId::HostIpForward, host_ip_forward::check),
     (CheckId::HostRpFilter, host_rp_filter::check),
+    (CheckId::HostNetworkManager, host_network_manager::check),
 ];
 
 pub fn run_node_checks(

@@ -1,11 +1,13 @@
 //! `doctor`: every Calico pod on this node checked from the host, plus the node checks once;
 //! the seed's troubleshooting list worked through by a program.
 
-use crate::checks::{run_node_checks, run_pod_checks, CheckId, Finding, PodFacts, Severity};
+use crate::checks::{
+    host_network_manager, run_node_checks, run_pod_checks, CheckId, Finding, PodFacts, Severity,
+};
 use crate::inspect::cni_files::CniFilesQuery;
 use crate::inspect::netlink::Netlink;
 use crate::inspect::scan::{self, NetnsRef};
-use crate::inspect::{self, netns, node, Deadline, InspectError, PodInterface, Target};
+use crate::inspect::{self, netmgr, netns, node, Deadline, InspectError, PodInterface, Target};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -138,7 +140,10 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
         want_v6 |= report.ips.iter().any(|i| i.contains(':'));
         pods.push(report);
     }
-    let node = node_findings(o, want_v6)?;
+    let (node, links) = node_findings(o, want_v6)?;
+    for p in &mut pods {
+        host_network_manager::name_mac_policy(&mut p.findings, &links);
+    }
     Ok(summarize(node, pods))
 }
 
@@ -222,7 +227,10 @@ fn pod_report(
     Ok(report)
 }
 
-fn node_findings(o: &Options, want_v6: bool) -> Result<Vec<Finding>, InspectError> {
+fn node_findings(
+    o: &Options,
+    want_v6: bool,
+) -> Result<(Vec<Finding>, netmgr::LinkFacts), InspectError> {
     // The network whose binaries matter is the one holding the main plugin (Calico's).
     let q = node::NodeQuery {
         files: CniFilesQuery {
@@ -235,9 +243,16 @@ fn node_findings(o: &Options, want_v6: bool) -> Result<Vec<Finding>, InspectErro
         },
         iptables_command: o.iptables_command.clone(),
         want_v6,
+        host_root: PathBuf::from("/"),
     };
-    let facts = node::gather(&q, Deadline::after(o.timeout))?;
-    Ok(run_node_checks(&facts, |_| None))
+    let mut facts = node::gather(&q, Deadline::after(o.timeout))?;
+    // Doctor only: udev's MAC policy for veths is on almost every systemd node and mostly
+    // harmless, so ADD never reports it; here it is a warning under host-network-manager.
+    let links = netmgr::gather_links(&q.host_root);
+    if let Some(n) = facts.netmgr.as_mut() {
+        n.veth_link = Some(links.clone());
+    }
+    Ok((run_node_checks(&facts, |_| None), links))
 }
 
 fn summarize(node: Vec<Finding>, pods: Vec<PodReport>) -> Report {

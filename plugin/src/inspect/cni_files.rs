@@ -239,7 +239,7 @@ fn read_conf_file(path: PathBuf) -> ConfFile {
 
 /// Reads a regular file of at most MAX_CONF_BYTES. Opened non-blocking and checked with fstat
 /// on the open handle, so a FIFO is never waited on and a swapped-in file is not misjudged.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)

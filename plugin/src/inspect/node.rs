@@ -6,13 +6,16 @@ use super::cni_files::CniFiles;
 use super::cni_files::{self, CniFilesQuery};
 use super::netfilter::NetfilterState;
 use super::netfilter::{self, Backend};
-use super::{sysctl, Deadline, InspectError, SysctlRead};
-use std::path::Path;
+use super::{netmgr, sysctl, Deadline, InspectError, SysctlRead};
+use std::path::{Path, PathBuf};
 
 pub struct NodeQuery {
     pub files: CniFilesQuery,
     pub iptables_command: std::path::PathBuf,
     pub want_v6: bool,
+    /// Where the host's files (/etc, /run, /usr/lib) are read from: `/`, or the host's root
+    /// mounted elsewhere. /proc is always the live one.
+    pub host_root: PathBuf,
 }
 
 /// Everything the node checks look at.
@@ -28,6 +31,8 @@ pub struct NodeFacts {
     pub sysctls: Vec<SysctlRead>,
     /// Whether IPv6 forwarding matters (the pod has IPv6 addresses).
     pub want_v6: bool,
+    /// NetworkManager, systemd-networkd and udev .link files; `None` when not gathered.
+    pub netmgr: Option<netmgr::NetMgrFacts>,
 }
 
 impl NodeFacts {
@@ -69,6 +74,7 @@ pub fn gather(q: &NodeQuery, deadline: Deadline) -> Result<NodeFacts, InspectErr
         .map(sysctl::read)
         .collect(),
         want_v6: q.want_v6,
+        netmgr: Some(netmgr::gather(&q.host_root, deadline)),
     })
 }
 
