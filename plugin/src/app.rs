@@ -168,6 +168,14 @@ fn pod_call(call: &Call) -> Result<Option<String>, CniError> {
         calico: calico.as_ref(),
     };
     let mut findings = run_pod_checks(&facts, |id| cfg.severity_override(id));
+    if findings
+        .iter()
+        .any(|f| f.check == crate::checks::CheckId::HostVethMac)
+    {
+        // Only a wrong host-veth MAC pays for reading the udev .link files.
+        let links = inspect::netmgr::gather_links(&cfg.host_root);
+        crate::checks::host_network_manager::name_mac_policy(&mut findings, &links);
+    }
     if cfg.node_checks {
         findings.extend(node_findings(call, Some(Families::of(&target.pod_ips)))?);
     }

@@ -10,6 +10,7 @@ pub mod cni_binary_runnable;
 pub mod conflist_order;
 pub mod host_forwarding;
 pub mod host_ip_forward;
+pub mod host_network_manager;
 pub mod host_proxy_arp;
 pub mod host_route;
 pub mod host_rp_filter;
@@ -88,6 +89,7 @@ check_ids! {
     CniBinaryRunnable => "cni-binary-runnable", Error, "every plugin (and ipam) binary of the chain can be executed here: an ELF for this machine, its loader or #! interpreter present, not on a noexec mount";
     CalicoKubeconfig => "calico-kubeconfig", Error, "the kubeconfig Calico's entry names exists, parses, names a server, and its token has not expired (warns ahead of expiry)";
     CalicoNodename => "calico-nodename", Error, "Calico's nodename file exists (unless nodename_file_optional) and agrees with the entry's nodename";
+    HostNetworkManager => "host-network-manager", Error, "NetworkManager and systemd-networkd, when running, leave Calico's interfaces (cali*, tunl0, vxlan.calico, wireguard.cali) alone";
 }
 
 impl std::fmt::Display for CheckId {
@@ -299,6 +301,7 @@ pub const NODE_CHECKS: &[(CheckId, NodeCheck)] = &[
     (CheckId::IptablesBackend, iptables_backend::check),
     (CheckId::HostIpForward, host_ip_forward::check),
     (CheckId::HostRpFilter, host_rp_filter::check),
+    (CheckId::HostNetworkManager, host_network_manager::check),
 ];
 
 pub fn run_node_checks(

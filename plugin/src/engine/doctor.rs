@@ -2,7 +2,8 @@
 //! the seed's troubleshooting list worked through by a program.
 
 use crate::checks::{
-    run_node_checks, run_pod_checks, run_unpaired_veth_checks, CheckId, Finding, PodFacts, Severity,
+    host_network_manager, run_node_checks, run_pod_checks, run_unpaired_veth_checks, CheckId,
+    Finding, PodFacts, Severity,
 };
 use crate::config::Config;
 use crate::engine::install::conflist::OUR_TYPE;
@@ -10,7 +11,7 @@ use crate::inspect::cni_files::{self, CniFilesQuery};
 use crate::inspect::netlink::Netlink;
 use crate::inspect::runtime::{self, Dirs, RuntimeFacts, Source};
 use crate::inspect::scan::{self, NetnsRef};
-use crate::inspect::{self, netns, node, Deadline, InspectError, PodInterface, Target};
+use crate::inspect::{self, netmgr, netns, node, Deadline, InspectError, PodInterface, Target};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -254,7 +255,10 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
         families = Some(families.map_or(f, |a| a.union(f)));
         pods.push(report);
     }
-    let node = node_findings(o, &s, families)?;
+    let (node, links) = node_findings(o, &s, families)?;
+    for p in &mut pods {
+        host_network_manager::name_mac_policy(&mut p.findings, &links);
+    }
     Ok(summarize(node, pods))
 }
 
@@ -329,7 +333,7 @@ fn node_findings(
     o: &Options,
     s: &Setup,
     pod_families: Option<inspect::calico_conf::Families>,
-) -> Result<Vec<Finding>, InspectError> {
+) -> Result<(Vec<Finding>, netmgr::LinkFacts), InspectError> {
     // The binaries that matter are those of Calico's conflist, whatever its network is called;
     // CNI_PATH is what the runtime passes: its bin dirs.
     let q = node::NodeQuery {
@@ -348,7 +352,13 @@ fn node_findings(
     };
     let mut facts = node::gather(&q, Deadline::after(s.timeout))?;
     facts.runtime = Some(s.runtime.clone());
-    Ok(run_node_checks(&facts, s.overrides()))
+    // Doctor only: udev's MAC policy for veths is on almost every systemd node and mostly
+    // harmless, so ADD never reports it; here it is a warning under host-network-manager.
+    let links = netmgr::gather_links(&q.host_root);
+    if let Some(n) = facts.netmgr.as_mut() {
+        n.veth_link = Some(links.clone());
+    }
+    Ok((run_node_checks(&facts, s.overrides()), links))
 }
 
 fn summarize(node: Vec<Finding>, pods: Vec<PodReport>) -> Report {

@@ -9,6 +9,7 @@ pub mod cni_files;
 pub mod elf;
 pub mod netfilter;
 pub mod netlink;
+pub mod netmgr;
 pub mod netns;
 mod nlmsg;
 pub mod node;

@@ -7,7 +7,7 @@ use super::cni_files::CniFiles;
 use super::cni_files::{self, CniFilesQuery};
 use super::netfilter::NetfilterState;
 use super::netfilter::{self, Backend};
-use super::{sysctl, Deadline, InspectError, SysctlRead};
+use super::{netmgr, sysctl, Deadline, InspectError, SysctlRead};
 use std::path::Path;
 
 pub struct NodeQuery {
@@ -47,6 +47,8 @@ pub struct NodeFacts {
     pub calico_files: Option<super::calico_node_files::CalicoNodeFiles>,
     /// From the config: the warning window before the kubeconfig token expires.
     pub token_warn_seconds: u64,
+    /// NetworkManager, systemd-networkd and udev .link files; `None` when not gathered.
+    pub netmgr: Option<netmgr::NetMgrFacts>,
 }
 
 /// Where the families the node must serve were learnt.
@@ -118,6 +120,7 @@ pub fn gather(q: &NodeQuery, deadline: Deadline) -> Result<NodeFacts, InspectErr
         pod_families: q.pod_families,
         calico,
         runtime: None,
+        netmgr: Some(netmgr::gather(&q.host_root, deadline)),
     })
 }
 
