@@ -2,19 +2,20 @@
 //! systemd-networkd runs (live `/proc`), what their config files say about `cali*` veths and
 //! Calico's tunnel devices, and which udev `.link` file sets the MAC policy of veths. Files are
 //! read under a host root (default `/`); `/proc` is always the live one. Read-only and bounded:
-//! every file through the conf-dir reader's bounded read (`runtime::conf_dir::read_regular`), directory listings cut
+//! every file through the host-root reader (`rooted::read_small`), directory listings cut
 //! at [`MAX_DIR_ENTRIES`].
 
-use super::runtime::conf_dir::{self, MAX_DIR_ENTRIES};
+use super::rooted;
+use super::runtime::conf_dir::{MAX_CONF_BYTES, MAX_DIR_ENTRIES};
 
-/// A bounded read of a regular file (never a FIFO or device), as every config file is read.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    conf_dir::read_regular(path).map_err(|e| e.to_string())
+/// A bounded read of a regular host file under `root` (never a FIFO or device; symlinks and
+/// `..` resolved inside the root by the kernel, see [`rooted::open`]).
+fn read_bounded(root: &Path, host_path: &Path) -> Result<Vec<u8>, String> {
+    rooted::read_small(root, host_path, MAX_CONF_BYTES)?.ok_or_else(|| "does not exist".to_string())
 }
 use super::Deadline;
-use std::collections::{BTreeMap, VecDeque};
-use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// At most this many /proc entries are looked at for the managers' processes.
 pub const MAX_PROCS: usize = 65536;
@@ -124,54 +125,6 @@ pub struct Unreadable {
 // ---------------------------------------------------------------------------------------------
 // Reading under a host root
 
-/// `path` (absolute, as the host sees it) under `root`. Symlinks are followed inside the root
-/// (an absolute target is taken relative to it, as under chroot), so a host's
-/// `/lib -> /usr/lib` or an absolute link in /etc never reaches this machine's own files.
-pub fn under_root(root: &Path, path: &str) -> PathBuf {
-    if root == Path::new("/") {
-        return PathBuf::from(path);
-    }
-    let mut out = root.to_path_buf();
-    let mut pending: VecDeque<OsString> = comps(Path::new(path));
-    let mut hops = 0;
-    while let Some(c) = pending.pop_front() {
-        if c == ".." {
-            if out != root {
-                out.pop();
-            }
-            continue;
-        }
-        let next = out.join(&c);
-        match std::fs::symlink_metadata(&next) {
-            Ok(m) if m.file_type().is_symlink() && hops < 40 => {
-                hops += 1;
-                let Ok(target) = std::fs::read_link(&next) else {
-                    out = next;
-                    continue;
-                };
-                if target.is_absolute() {
-                    out = root.to_path_buf();
-                }
-                for t in comps(&target).into_iter().rev() {
-                    pending.push_front(t);
-                }
-            }
-            _ => out = next,
-        }
-    }
-    out
-}
-
-fn comps(p: &Path) -> VecDeque<OsString> {
-    p.components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A config file found in a directory, by name.
 #[derive(Debug, Clone)]
 struct Found {
@@ -184,7 +137,7 @@ struct Found {
 
 /// The files of `host_dir` (under `root`) whose name ends in `suffix`, sorted by name.
 fn list(root: &Path, host_dir: &str, suffix: &str) -> Vec<Found> {
-    let dir = under_root(root, host_dir);
+    let dir = rooted::resolve_under(root, host_dir);
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return vec![];
     };
@@ -231,7 +184,7 @@ fn systemd_files(root: &Path, dirs: &[&str], suffix: &str) -> Vec<Found> {
 
 /// Reads a host file under the root: bounded, regular files only.
 fn read_text(root: &Path, host_path: &str) -> Result<String, String> {
-    let bytes = read_bounded(&under_root(root, host_path))?;
+    let bytes = read_bounded(root, Path::new(host_path))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -362,14 +315,14 @@ pub struct Process {
 }
 
 fn comm(pid: u32) -> Option<String> {
-    let b = read_bounded(Path::new(&format!("/proc/{pid}/comm"))).ok()?;
+    let b = read_bounded(Path::new("/"), Path::new(&format!("/proc/{pid}/comm"))).ok()?;
     Some(String::from_utf8_lossy(&b).trim_end().to_string())
 }
 
 /// The basename of argv[0]: comm is cut at 15 bytes ("systemd-networkd" reads as
 /// "systemd-network", like systemd-networkd-wait-online), so argv[0] tells them apart.
 fn argv0_base(pid: u32) -> Option<String> {
-    let b = read_bounded(Path::new(&format!("/proc/{pid}/cmdline"))).ok()?;
+    let b = read_bounded(Path::new("/"), Path::new(&format!("/proc/{pid}/cmdline"))).ok()?;
     let argv0 = b.split(|&c| c == 0).next()?;
     let s = String::from_utf8_lossy(argv0);
     Some(s.rsplit('/').next().unwrap_or_default().to_string())
@@ -628,7 +581,7 @@ fn nm_veth_rule(root: &Path) -> Option<String> {
     ]
     .iter()
     .map(|d| format!("{d}/{name}"))
-    .find(|p| std::fs::symlink_metadata(under_root(root, p)).is_ok())?;
+    .find(|p| std::fs::symlink_metadata(rooted::resolve_under(root, p)).is_ok())?;
     let text = read_text(root, &winner).ok()?;
     text.lines()
         .map(str::trim)
@@ -649,7 +602,7 @@ pub fn gather_nm(root: &Path, process: Option<Process>) -> NmFacts {
         let main = path == "/etc/NetworkManager/NetworkManager.conf";
         let text = match read_text(root, &path) {
             Ok(t) => t,
-            Err(_) if main && !under_root(root, &path).exists() => continue,
+            Err(_) if main && !rooted::resolve_under(root, &path).exists() => continue,
             Err(why) => {
                 facts.unreadable.push(Unreadable {
                     path: PathBuf::from(&path),
@@ -980,7 +933,7 @@ fn manage_foreign_routes(root: &Path, unreadable: &mut Vec<Unreadable>) -> Optio
         "/usr/lib/systemd/networkd.conf",
     ]
     .iter()
-    .find(|p| under_root(root, p).exists())
+    .find(|p| rooted::resolve_under(root, p).exists())
     .map(|p| vec![p.to_string()])
     .unwrap_or_default();
     let dirs: Vec<String> = [
@@ -1365,10 +1318,10 @@ mod tests {
         // /lib -> /usr/lib, absolute, as on a merged-/usr host.
         std::os::unix::fs::symlink("/usr/lib", r.join("lib")).unwrap();
         assert_eq!(
-            under_root(r, "/lib/systemd/network"),
+            rooted::resolve_under(r, "/lib/systemd/network"),
             r.join("usr/lib/systemd/network")
         );
-        assert_eq!(under_root(r, "/../../etc"), r.join("etc"));
+        assert_eq!(rooted::resolve_under(r, "/../../etc"), r.join("etc"));
         let fifo = r.join("usr/lib/systemd/network/10-fifo.network");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
         let f = gather_networkd(r, None);

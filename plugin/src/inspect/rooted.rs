@@ -2,6 +2,8 @@
 //! or found by a check, is the host's, so with the host's root mounted at `/host` the file is
 //! read as `/host/<path>`, and symlinks inside resolve under `/host` too, never out of it.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -95,6 +97,55 @@ pub fn read_small(root: &Path, path: &Path, max: u64) -> Result<Option<Vec<u8>>,
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read: {e}"))?;
     Ok(Some(bytes))
+}
+
+/// `path` (absolute, as the host sees it) under `root`, for what [`open`] cannot do (listing a
+/// dir, "does it exist"). Symlinks are followed inside the root
+/// (an absolute target is taken relative to it, as under chroot), so a host's
+/// `/lib -> /usr/lib` or an absolute link in /etc never reaches this machine's own files.
+pub fn resolve_under(root: &Path, path: &str) -> PathBuf {
+    if root == Path::new("/") {
+        return PathBuf::from(path);
+    }
+    let mut out = root.to_path_buf();
+    let mut pending: VecDeque<OsString> = comps(Path::new(path));
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            if out != root {
+                out.pop();
+            }
+            continue;
+        }
+        let next = out.join(&c);
+        match std::fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() && hops < 40 => {
+                hops += 1;
+                let Ok(target) = std::fs::read_link(&next) else {
+                    out = next;
+                    continue;
+                };
+                if target.is_absolute() {
+                    out = root.to_path_buf();
+                }
+                for t in comps(&target).into_iter().rev() {
+                    pending.push_front(t);
+                }
+            }
+            _ => out = next,
+        }
+    }
+    out
+}
+
+fn comps(p: &Path) -> VecDeque<OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
