@@ -8,7 +8,7 @@
 //! cni-plugin/internal/pkg/utils/utils.go (`usePodCidr`, `usePodCidrIPv6`),
 //! cni-plugin/pkg/dataplane/linux/dataplane_linux.go (`addWorkloadLink`: veth or netkit).
 
-use super::cni_files::CniFiles;
+use super::cni_files::{CniFiles, ConfFile};
 use ipnetwork::IpNetwork;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -67,16 +67,27 @@ pub struct CalicoConf {
     pub device_type: String,
 }
 
+/// Calico's plugin entry as written: the first plugin of type `plugin_type` in our network's
+/// file (`files.ours`), with that file. `Err(None)`: no file holds our network; `Err(Some(f))`:
+/// `f` does, but has no such plugin. Every reader of Calico's keys starts here.
+pub fn raw_entry<'a>(
+    files: &'a CniFiles,
+    plugin_type: &str,
+) -> Result<(&'a ConfFile, &'a Map<String, Value>), Option<&'a ConfFile>> {
+    let file = files.ours.and_then(|i| files.files.get(i)).ok_or(None)?;
+    file.plugins
+        .iter()
+        .find(|p| p.get("type").and_then(Value::as_str) == Some(plugin_type))
+        .map(|m| (file, m))
+        .ok_or(Some(file))
+}
+
 impl CalicoConf {
     /// Calico's entry in our network's file: the first plugin of type `plugin_type` in
     /// `files.ours`. `None` when there is no such file or entry, or it is not one Calico could
     /// have read (then Calico fails ADD itself, and the checks fall back to not knowing).
     pub fn from_files(files: &CniFiles, plugin_type: &str) -> Option<CalicoConf> {
-        let file = files.files.get(files.ours?)?;
-        let entry = file
-            .plugins
-            .iter()
-            .find(|p| p.get("type").and_then(Value::as_str) == Some(plugin_type))?;
+        let (file, entry) = raw_entry(files, plugin_type).ok()?;
         let mut c = CalicoConf::from_entry(entry)?;
         c.path = file.path.clone();
         Some(c)

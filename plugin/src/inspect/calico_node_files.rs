@@ -56,17 +56,16 @@ pub enum EntryLookup {
 
 /// Reads Calico's keys from its entry in our conflist.
 pub fn calico_entry(cni: &CniFiles) -> EntryLookup {
-    let Some(file) = cni.ours.and_then(|i| cni.files.get(i)) else {
-        return EntryLookup::NoConflist;
+    let (file, m) = match super::calico_conf::raw_entry(cni, super::calico_conf::CALICO_TYPE) {
+        Ok(found) => found,
+        Err(None) => return EntryLookup::NoConflist,
+        Err(Some(file)) => {
+            return EntryLookup::NoCalicoPlugin {
+                conflist: file.path.clone(),
+            }
+        }
     };
     let conflist = file.path.clone();
-    let Some(m) = file
-        .plugins
-        .iter()
-        .find(|p| p.get("type").and_then(Value::as_str) == Some("calico"))
-    else {
-        return EntryLookup::NoCalicoPlugin { conflist };
-    };
     match entry_from(m) {
         Ok(mut e) => {
             e.conflist = conflist;
