@@ -107,5 +107,30 @@ fn uplink(nl: &mut Netlink, probe: IpAddr) -> Result<Option<Uplink>, InspectErro
     let Some(oif) = route.paths().into_iter().find_map(|p| p.oif) else {
         return Ok(None);
     };
-    Ok(nl.link_by_index(oif)?.map(|link| Uplink { link, route }))
+    Ok(nl
+        .link_by_index(oif)?
+        .filter(is_uplink)
+        .map(|link| Uplink { link, route }))
+}
+
+/// A default route out of one of Calico's own tunnels (WireGuard host encryption, a pool
+/// covering the probe) says nothing about the underlay: no uplink is known then.
+fn is_uplink(link: &Link) -> bool {
+    !TUNNEL_DEVICES.contains(&link.name.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tunnel_is_not_an_uplink() {
+        let named = |n: &str| Link {
+            name: n.into(),
+            ..Link::default()
+        };
+        assert!(is_uplink(&named("eth0")));
+        assert!(!is_uplink(&named("wireguard.cali")));
+        assert!(!is_uplink(&named("vxlan.calico")));
+    }
 }
