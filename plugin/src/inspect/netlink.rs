@@ -1456,8 +1456,8 @@ mod tests {
             assert!(r.is_some_and(|r| r.local));
         }
         // Whatever this machine routes there, the lookup is answered (a route or why none).
-        nl.route_used("169.254.1.1".parse().unwrap()).unwrap();
-        nl.route_used("2001:db8::1".parse().unwrap()).unwrap();
+        let _ = nl.route_used("169.254.1.1".parse().unwrap()).unwrap();
+        let _ = nl.route_used("2001:db8::1".parse().unwrap()).unwrap();
         // An id no one uses: absent, not an error.
         assert_eq!(nl.nexthop(0x7fff_fff0).unwrap(), None);
         let own = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
