@@ -36,6 +36,12 @@
 //! - `nexthopObjects`: true: the pod's default routes point at nexthop objects (`nhid`, kernel
 //!   5.3+) with the same next hops. Calico never programs these either.
 //! - `break`: list of faults, see `add` (and `no-route:<dst>`: that in-pod route is left out).
+//!   `no-host-gateway`: the host is not given the uplink below.
+//!
+//! A node always has a route covering 169.254.1.1 (a default route), or proxy ARP never answers
+//! for the pod's gateway; a test's host namespace has none. So before wiring, unless the host
+//! already has one, it is given a stand-in uplink: a veth pair `cp-uplink0`/`cp-uplink1`, MTU
+//! 1500, 10.255.255.1/24 and `default via 10.255.255.254`. Real Calico never adds this.
 //!
 //! It uses iproute2 so that every step reads like the `ip` command an operator would run;
 //! the plugin under test reads the result through netlink.
@@ -149,6 +155,46 @@ fn try_ip(netns: Option<&str>, args: &[&str]) -> Result<String, String> {
             String::from_utf8_lossy(&o.stderr).trim()
         )),
         Err(e) => Err(format!("ip: {e}")),
+    }
+}
+
+/// The stand-in uplink (see the header). Each step may race another fake-calico in the same
+/// host, so each is tried and its "exists" ignored; the result is checked at the end.
+fn host_uplink() {
+    if try_ip(None, &["route", "get", "169.254.1.1"]).is_ok() {
+        return;
+    }
+    let steps: &[&[&str]] = &[
+        &[
+            "link",
+            "add",
+            "cp-uplink0",
+            "mtu",
+            "1500",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "cp-uplink1",
+        ],
+        &["link", "set", "cp-uplink1", "up"],
+        &["link", "set", "cp-uplink0", "up"],
+        &["addr", "add", "10.255.255.1/24", "dev", "cp-uplink0"],
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.255.255.254",
+            "dev",
+            "cp-uplink0",
+        ],
+    ];
+    for step in steps {
+        let _ = try_ip(None, step);
+    }
+    if let Err(e) = try_ip(None, &["route", "get", "169.254.1.1"]) {
+        fail(&format!("could not give the host an uplink: {e}"));
     }
 }
 
@@ -325,6 +371,9 @@ fn add(conf: &Value, version: &str) {
             .iter()
             .any(|x| x.strip_prefix("no-route:") == Some(dst))
     };
+    if !broken("no-host-gateway") {
+        host_uplink();
+    }
     let ipam = &conf["ipam"];
     let host_local = ipam["type"].as_str() == Some("host-local");
     let ips: Vec<PodIp> = if conf["ips"].is_array() {

@@ -2,12 +2,14 @@
 
 use super::PodFacts;
 use crate::inspect::calico_conf::CalicoConf;
+use crate::inspect::hostnet::{GatewayRoute, HostNet};
 use crate::inspect::*;
 use std::net::IpAddr;
 
 pub const POD_IDX: u32 = 3;
 pub const VETH_IDX: u32 = 10;
 pub const VETH: &str = "cali1234567890a";
+pub const UPLINK_IDX: u32 = 2;
 pub const LL: &str = "fe80::ecee:eeff:feee:eeee";
 
 pub struct Fixture {
@@ -63,6 +65,7 @@ pub fn healthy_v4() -> Fixture {
         lower_up: true,
         peer_index: Some(VETH_IDX),
         peer_netnsid: Some(0),
+        mtu: Some(1450),
     };
     let veth = Link {
         index: VETH_IDX,
@@ -73,6 +76,7 @@ pub fn healthy_v4() -> Fixture {
         lower_up: true,
         peer_index: Some(POD_IDX),
         peer_netnsid: Some(1),
+        mtu: Some(1450),
     };
     let sysctl = |k: &str| SysctlRead {
         key: k.to_string(),
@@ -111,6 +115,15 @@ pub fn healthy_v4() -> Fixture {
                 route: Some(route(Some("10.244.1.5/32"), None, VETH_IDX, true)),
                 oif_name: None,
             }],
+            net: HostNet {
+                gateway_v4: Some(GatewayRoute::Route(route(
+                    None,
+                    Some("192.168.0.1"),
+                    UPLINK_IDX,
+                    false,
+                ))),
+                ..HostNet::default()
+            },
         },
         calico: Some(calico_ipam()),
     }

@@ -42,6 +42,7 @@ mod tests {
             lower_up: true,
             peer_index: Some(2),
             peer_netnsid: nsid,
+            mtu: None,
         }
     }
 

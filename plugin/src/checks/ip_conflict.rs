@@ -1,14 +1,48 @@
-//! `ip-conflict`: no other host interface or route claims a pod IP.
+//! `ip-conflict`: no other host interface or route claims a pod IP. A pod IP that is the
+//! address of one of Calico's tunnel devices (`tunl0`, `vxlan.calico`, `wireguard.cali`, ...)
+//! is named as such: IPAM handed the node's tunnel address out again (calico#3589, #6244).
 
 use super::host_route::is_conflict;
 use super::{CheckId, Finding, PodFacts};
+use std::net::IpAddr;
+
+/// Findings for pod IPs that are a tunnel device's address; those IPs are skipped below.
+fn tunnel_conflicts(f: &PodFacts) -> Vec<(IpAddr, Finding)> {
+    let mut out = Vec::new();
+    for ip in f.target.pod_ips.iter().map(|n| n.ip()) {
+        let Some(t) = f.host.net.tunnels.iter().find(|t| t.addrs.contains(&ip)) else {
+            continue;
+        };
+        let dev = &t.link.name;
+        out.push((
+            ip,
+            Finding::new(
+                CheckId::IpConflict,
+                format!("host interface {dev}"),
+                format!("pod IP {ip} is also the address of Calico's tunnel device {dev}"),
+                format!("{ip} used by this pod only, not by {dev}"),
+                format!("{ip} is an address of {dev}"),
+                format!(
+                    "Calico IPAM gave this node's tunnel address to a pod as well: traffic for {ip} ends on the \
+                     host, not the pod. Release the pod's address or the tunnel's (calicoctl ipam check, then \
+                     calicoctl ipam release --ip={ip}), restart calico-node on this node so it reassigns {dev}'s \
+                     address, and recreate the pod"
+                ),
+            ),
+        ));
+    }
+    out
+}
 
 pub fn check(f: &PodFacts) -> Vec<Finding> {
     let veth = f.host.veth();
     let veth_index = veth.map(|v| v.index);
-    f.host
+    let tunnel = tunnel_conflicts(f);
+    let generic: Vec<Finding> = f
+        .host
         .routes_to_pod
         .iter()
+        .filter(|l| !tunnel.iter().any(|(ip, _)| *ip == l.ip))
         .filter(|l| is_conflict(l, veth_index))
         .filter_map(|l| {
             let r = l.route.as_ref()?;
@@ -45,7 +79,8 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
                 ),
             ))
         })
-        .collect()
+        .collect();
+    tunnel.into_iter().map(|(_, f)| f).chain(generic).collect()
 }
 
 #[cfg(test)]
@@ -77,6 +112,40 @@ mod tests {
         fx.host.routes_to_pod[0].oif_name = Some("dummy0".into());
         let f = check(&fx.facts());
         assert!(f[0].problem.contains("local address of dummy0"));
+    }
+
+    #[test]
+    fn tunnel_address_is_named_once() {
+        for dev in ["tunl0", "vxlan.calico", "wireguard.cali"] {
+            let mut fx = healthy_v4();
+            fx.host.net.tunnels = vec![crate::inspect::hostnet::Tunnel {
+                link: crate::inspect::Link {
+                    index: 40,
+                    name: dev.into(),
+                    ..crate::inspect::Link::default()
+                },
+                addrs: vec!["10.244.1.5".parse().unwrap()],
+            }];
+            // The host's FIB says so too (a local route on the tunnel device): one finding.
+            let mut r = route(Some("10.244.1.5/32"), None, 40, false);
+            r.local = true;
+            fx.host.routes_to_pod[0].route = Some(r);
+            fx.host.routes_to_pod[0].oif_name = Some(dev.into());
+            let f = check(&fx.facts());
+            assert_eq!(f.len(), 1, "{f:#?}");
+            assert!(f[0].problem.contains(&format!("tunnel device {dev}")));
+            assert!(f[0].remedy.contains("calicoctl ipam"));
+        }
+        // A tunnel with another address: quiet.
+        let mut fx = healthy_v4();
+        fx.host.net.tunnels = vec![crate::inspect::hostnet::Tunnel {
+            link: crate::inspect::Link {
+                name: "vxlan.calico".into(),
+                ..crate::inspect::Link::default()
+            },
+            addrs: vec!["10.244.1.0".parse().unwrap()],
+        }];
+        assert!(check(&fx.facts()).is_empty());
     }
 
     #[test]

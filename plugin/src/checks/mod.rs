@@ -9,6 +9,7 @@ pub mod cni_bin_dir;
 pub mod cni_binary_runnable;
 pub mod conflist_order;
 pub mod host_forwarding;
+pub mod host_gateway_route;
 pub mod host_ip_forward;
 pub mod host_network_manager;
 pub mod host_proxy_arp;
@@ -23,6 +24,7 @@ pub mod pod_arp;
 pub mod pod_default_route;
 pub mod pod_gateway_route;
 pub mod pod_interface;
+pub mod pod_mtu;
 pub mod pod_netns;
 pub mod pod_routes;
 
@@ -89,6 +91,8 @@ check_ids! {
     CniBinaryRunnable => "cni-binary-runnable", Error, "every plugin (and ipam) binary of the chain can be executed here: an ELF for this machine, its loader or #! interpreter present, not on a noexec mount";
     CalicoKubeconfig => "calico-kubeconfig", Error, "the kubeconfig Calico's entry names exists, parses, names a server, and its token has not expired (warns ahead of expiry)";
     CalicoNodename => "calico-nodename", Error, "Calico's nodename file exists (unless nodename_file_optional) and agrees with the entry's nodename";
+    HostGatewayRoute => "host-gateway-route", Error, "the host has a route covering 169.254.1.1 that does not go out the pod's own host end (proxy ARP answers for the pod's gateway only then)";
+    PodMtu => "pod-mtu", Error, "the pod interface's MTU is at most each Calico tunnel device's in use, and the uplink's less the tunnels' overhead";
     HostNetworkManager => "host-network-manager", Error, "NetworkManager and systemd-networkd, when running, leave Calico's interfaces (cali*, tunl0, vxlan.calico, wireguard.cali) alone";
 }
 
@@ -240,7 +244,9 @@ pub const POD_CHECKS: &[(CheckId, PodCheck)] = &[
     (CheckId::HostForwarding, host_forwarding::check),
     (CheckId::HostRoute, host_route::check),
     (CheckId::IpConflict, ip_conflict::check),
+    (CheckId::HostGatewayRoute, host_gateway_route::check),
     (CheckId::PodArp, pod_arp::check),
+    (CheckId::PodMtu, pod_mtu::check),
 ];
 
 /// Runs every enabled pod check. `overrides` gives a check's configured severity, if the

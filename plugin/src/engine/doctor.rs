@@ -241,6 +241,8 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     )
     .into_iter();
 
+    // Node-wide facts (gateway route, tunnel devices, uplink): once per scan, both families.
+    let net = inspect::hostnet::gather(&mut nl, true, true)?;
     let mut pods = Vec::with_capacity(pairs.len());
     let mut families: Option<inspect::calico_conf::Families> = None;
     for (veth, ns) in pairs {
@@ -249,7 +251,7 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
             _ => None,
         };
         nl.set_deadline(Deadline::after(s.timeout));
-        let report = pod_report(&mut nl, veth, ns, view, &s)?;
+        let report = pod_report(&mut nl, veth, ns, view, &s, &net)?;
         let ips: Vec<IpNetwork> = report.ips.iter().filter_map(|i| i.parse().ok()).collect();
         let f = inspect::calico_conf::Families::of(&ips);
         families = Some(families.map_or(f, |a| a.union(f)));
@@ -270,6 +272,7 @@ fn pod_report(
     ns: Option<NetnsRef>,
     view: Option<PodOutcome>,
     s: &Setup,
+    net: &inspect::hostnet::HostNet,
 ) -> Result<PodReport, InspectError> {
     let mut report = PodReport {
         host_veth: veth.name.clone(),
@@ -316,7 +319,7 @@ fn pod_report(
         pod_ips: ips,
         host_ifaces: vec![veth.name.clone()],
     };
-    let host = inspect::gather_host_with(nl, &target, pod.as_ref().ok())?;
+    let host = inspect::gather_host_shared(nl, &target, pod.as_ref().ok(), net.clone())?;
     let facts = PodFacts {
         target: &target,
         pod: &pod,

@@ -7,6 +7,7 @@ pub mod calico_conf;
 pub mod calico_node_files;
 pub mod cni_files;
 pub mod elf;
+pub mod hostnet;
 pub mod netfilter;
 pub mod netlink;
 pub mod netmgr;
@@ -89,6 +90,8 @@ pub struct Link {
     /// IFLA_LINK: for a veth, the peer's ifindex (in the peer's namespace).
     pub peer_index: Option<u32>,
     pub peer_netnsid: Option<i32>,
+    /// IFLA_MTU.
+    pub mtu: Option<u32>,
 }
 
 impl Link {
@@ -216,6 +219,8 @@ pub struct HostView {
     pub sysctls: Vec<SysctlRead>,
     /// For each pod IP, the FIB entry the host would use to reach it.
     pub routes_to_pod: Vec<RouteLookup>,
+    /// Node-wide facts (gateway route, tunnel devices, uplink), shared by every pod.
+    pub net: hostnet::HostNet,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,7 +370,22 @@ pub fn gather_host_with(
     target: &Target,
     pod: Option<&PodView>,
 ) -> Result<HostView, InspectError> {
-    let mut view = HostView::default();
+    let net = hostnet::gather(nl, target.has_v4(), target.has_v6())?;
+    gather_host_shared(nl, target, pod, net)
+}
+
+/// [`gather_host_with`] with the node-wide facts already gathered (a node scan gathers them
+/// once, for both families).
+pub fn gather_host_shared(
+    nl: &mut netlink::Netlink,
+    target: &Target,
+    pod: Option<&PodView>,
+    net: hostnet::HostNet,
+) -> Result<HostView, InspectError> {
+    let mut view = HostView {
+        net,
+        ..HostView::default()
+    };
     if let Some(peer) = pod.and_then(|p| p.link.as_ref()).and_then(|l| l.peer_index) {
         view.veth_by_peer = nl.link_by_index(peer)?;
     }

@@ -217,6 +217,33 @@ impl Netlink {
         Ok(Some(route))
     }
 
+    /// [`Self::route_fibmatch`], telling why there is no usable route: `Err(errno)` when the
+    /// kernel's lookup ends in no route (ENETUNREACH), an `unreachable` (EHOSTUNREACH), a
+    /// `prohibit` (EACCES) or a `blackhole` (EINVAL) route: what fib_props (net/ipv4/fib_semantics.c)
+    /// gives each type, as `ip route get` shows.
+    pub fn route_used(&mut self, ip: IpAddr) -> Result<Result<Route, i32>, InspectError> {
+        let what = format!("look up the route to {ip}");
+        match self.get_one(fibmatch_request(ip), libc::RTM_NEWROUTE, route_from, &what) {
+            Ok(Some(mut route)) => {
+                self.resolve_nexthop_object(&mut route)?;
+                Ok(Ok(route))
+            }
+            Ok(None) => Ok(Err(libc::ENETUNREACH)),
+            Err(InspectError::Kernel { errno, .. })
+                if [
+                    libc::ENETUNREACH,
+                    libc::EHOSTUNREACH,
+                    libc::EACCES,
+                    libc::EINVAL,
+                ]
+                .contains(&errno) =>
+            {
+                Ok(Err(errno))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The nexthop object `id` (`ip nexthop show id ID`), or `None` if there is none.
     pub fn nexthop(&mut self, id: u32) -> Result<Option<NexthopObject>, InspectError> {
         let what = format!("look up nexthop {id}");
@@ -393,7 +420,11 @@ fn link_from(p: &[u8]) -> Result<Option<Link>, Malformed> {
     for nla in attrs_after(p, IFINFOMSG_LEN) {
         let nla = nla?;
         match nla.kind() {
-            libc::IFLA_IFNAME | libc::IFLA_ADDRESS | libc::IFLA_LINK | libc::IFLA_LINK_NETNSID => {}
+            libc::IFLA_IFNAME
+            | libc::IFLA_ADDRESS
+            | libc::IFLA_LINK
+            | libc::IFLA_LINK_NETNSID
+            | libc::IFLA_MTU => {}
             libc::IFLA_LINKINFO => {
                 link.kind = info_kind(&nla)?;
                 continue;
@@ -410,6 +441,7 @@ fn link_from(p: &[u8]) -> Result<Option<Link>, Malformed> {
             // `veth_get_iflink` and `veth_get_link_net` (drivers/net/netkit.c, veth.c).
             LinkAttribute::Link(i) => link.peer_index = Some(i),
             LinkAttribute::LinkNetNsId(id) => link.peer_netnsid = Some(id),
+            LinkAttribute::Mtu(m) => link.mtu = Some(m),
             _ => {}
         }
     }
@@ -691,6 +723,7 @@ mod tests {
             lower_up: true,
             peer_index: Some(3),
             peer_netnsid: Some(2),
+            mtu: Some(1450),
         }
     }
 
@@ -1422,6 +1455,9 @@ mod tests {
             let r = nl.route_fibmatch("127.0.0.1".parse().unwrap()).unwrap();
             assert!(r.is_some_and(|r| r.local));
         }
+        // Whatever this machine routes there, the lookup is answered (a route or why none).
+        let _ = nl.route_used("169.254.1.1".parse().unwrap()).unwrap();
+        let _ = nl.route_used("2001:db8::1".parse().unwrap()).unwrap();
         // An id no one uses: absent, not an error.
         assert_eq!(nl.nexthop(0x7fff_fff0).unwrap(), None);
         let own = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
