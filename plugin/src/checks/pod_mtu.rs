@@ -9,7 +9,7 @@
 //! `tunl0` that is down and unused), and only for the pod's own families (an IPv4-only pod
 //! never sends through `vxlan-v6.calico`).
 
-use super::{CheckId, Finding, PodFacts};
+use super::{CheckId, Finding, PodFacts, Severity};
 use crate::inspect::hostnet::Uplink;
 
 /// Calico's tunnel devices: (name, carries IPv6, Felix's overhead).
@@ -25,6 +25,11 @@ const TUNNELS: &[(&str, bool, u32)] = &[
 struct Limit {
     mtu: u32,
     why: String,
+    /// A tunnel device's own MTU is a bound for sure. The "uplink" is the device of the route to
+    /// the default gateway, a guess at the NIC the traffic leaves by: on a node with several
+    /// NICs (a jumbo-frame one for the cluster, a 1500 one for the default route) Felix sizes
+    /// by the NICs its mtuIfacePattern matches, so a bound from the uplink only warns.
+    certain: bool,
 }
 
 fn limits(f: &PodFacts) -> Vec<Limit> {
@@ -50,6 +55,7 @@ fn limits(f: &PodFacts) -> Vec<Limit> {
             out.push(Limit {
                 mtu: *mtu,
                 why: format!("the MTU of Calico's tunnel device {name}"),
+                certain: true,
             });
         }
         let Some(Uplink { link, .. }) = uplink else {
@@ -62,6 +68,7 @@ fn limits(f: &PodFacts) -> Vec<Limit> {
             out.push(Limit {
                 mtu: up_mtu,
                 why: format!("the MTU of the host's uplink {}", link.name),
+                certain: false,
             });
         }
         for (name, _, overhead) in &in_use {
@@ -71,6 +78,7 @@ fn limits(f: &PodFacts) -> Vec<Limit> {
                     "the uplink {}'s MTU {up_mtu} less {name}'s {overhead}-byte overhead",
                     link.name
                 ),
+                certain: false,
             });
         }
     }
@@ -81,14 +89,13 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
     let Some(pod_mtu) = f.pod_link().and_then(|l| l.mtu) else {
         return vec![];
     };
-    let Some(tightest) = limits(f)
-        .into_iter()
-        .filter(|l| pod_mtu > l.mtu)
-        .min_by_key(|l| l.mtu)
-    else {
+    let broken: Vec<Limit> = limits(f).into_iter().filter(|l| pod_mtu > l.mtu).collect();
+    // The tightest bound is named; the finding is an error only when a certain bound is broken.
+    let certain = broken.iter().any(|l| l.certain);
+    let Some(tightest) = broken.into_iter().min_by_key(|l| l.mtu) else {
         return vec![];
     };
-    vec![Finding::new(
+    let finding = Finding::new(
         CheckId::PodMtu,
         f.pod_object(),
         format!(
@@ -103,7 +110,12 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
              matching this uplink); then recreate the pod",
             tightest.mtu
         ),
-    )]
+    );
+    vec![if certain {
+        finding
+    } else {
+        finding.at(Severity::Warn)
+    }]
 }
 
 #[cfg(test)]
@@ -190,10 +202,21 @@ mod tests {
         let f = check(&fx.facts());
         assert_eq!(f.len(), 1);
         assert!(f[0].expected.contains("1390"), "{:?}", f[0]);
-        // No tunnel: above the uplink itself.
+        // The uplink is a guess at the NIC the tunnel uses (multi-NIC nodes): a warning.
+        assert_eq!(f[0].severity, Severity::Warn);
+        // No tunnel: above the uplink itself, a warning too.
         let mut fx = with_pod_mtu(healthy_v4(), 1500);
         fx.host.net.uplink_v4 = uplink(1450);
-        assert_eq!(check(&fx.facts()).len(), 1);
+        let f = check(&fx.facts());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Warn);
+        // Above the tunnel device too: an error, naming the tightest bound.
+        let mut fx = with_pod_mtu(healthy_v4(), 1500);
+        fx.host.net.tunnels = vec![tunnel("vxlan.calico", 1450, true)];
+        fx.host.net.uplink_v4 = uplink(1450);
+        let f = check(&fx.facts());
+        assert_eq!(f[0].severity, Severity::Error);
+        assert!(f[0].expected.contains("1400"), "{:?}", f[0]);
     }
 
     #[test]
