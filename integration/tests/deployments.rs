@@ -392,6 +392,21 @@ fn doctor(d: &Deployment) -> Vec<String> {
     if report["summary"]["nodeErrors"] != 0 || report["summary"]["withErrors"] != 0 {
         problems.push(format!("errors on a healthy node: {ctx}"));
     }
+    // Doctor judges with Calico's entry, as ADD does: what ADD leaves quiet (e.g. the default
+    // route on host-local custom-route nodes), doctor leaves quiet too, not even a warning.
+    let node = report["node"].as_array().cloned().unwrap_or_default();
+    let pod_findings = pods
+        .iter()
+        .filter(|p| p["hostVeth"] == json!(veth))
+        .flat_map(|p| p["findings"].as_array().cloned().unwrap_or_default());
+    for f in node.iter().cloned().chain(pod_findings) {
+        if d.quiet.iter().any(|id| f["check"] == json!(id)) {
+            problems.push(format!(
+                "doctor: {} has a finding on a healthy pod: {f}",
+                f["check"]
+            ));
+        }
+    }
     problems
 }
 
