@@ -322,6 +322,7 @@ fn pod_report(
         ifname: ifname.clone().unwrap_or_default(),
         pod_ips: ips,
         host_ifaces: vec![veth.name.clone()],
+        ..Target::default()
     };
     let host = inspect::gather_host_with(nl, &target, pod.as_ref().ok())?;
     let facts = PodFacts {
