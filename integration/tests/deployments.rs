@@ -1046,3 +1046,26 @@ fn fixture_prefix_ecmp_netkit_and_nftables_nodes() {
         .run(&["nft", "list", "tables"])
         .contains("table ip kube-proxy"));
 }
+
+/// A KubeVirt migration target: calico-ipam returned no routes and Calico skipped the host
+/// route (k8s.go `skipHostSideRoutes`; Felix adds it after the migration). ADD passes with a
+/// warning that says why; the same wiring for another pod name fails (the fault above).
+#[test]
+fn kubevirt_migration_target_without_host_route_passes_with_a_warning() {
+    let d = calico_ipam_ipv4::deployment();
+    let fault = Fault::pod(&["no-host-route"], &["host-route"], &[]);
+    let mut c = case(&d, "1.0.0", Some(&fault));
+    c.env.args =
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=vms;K8S_POD_NAME=virt-launcher-vm1-x7k2p".into();
+    let runs = c.chain("ADD", None);
+    assert!(
+        runs.len() == 3 && runs.iter().all(|(_, r)| r.status == 0),
+        "{}",
+        c.ctx("migration target ADD failed", &runs)
+    );
+    let log = c.dirs.log();
+    assert!(
+        log.contains("host-route") && log.contains("live-migration target"),
+        "no warning saying why:\n{log}"
+    );
+}
