@@ -1069,3 +1069,31 @@ fn kubevirt_migration_target_without_host_route_passes_with_a_warning() {
         "no warning saying why:\n{log}"
     );
 }
+
+/// Adversarial: healthy wiring with another CNI_IFNAME (runtimes may pass net0, multus names
+/// its own): every deployment's healthy pod still passes ADD and CHECK.
+#[test]
+fn healthy_pod_with_an_ifname_other_than_eth0_passes() {
+    let mut problems = Vec::new();
+    for d in [
+        calico_ipam_dual_stack::deployment(),
+        host_local_dual_stack_custom_routes::deployment(),
+    ] {
+        let mut c = case(&d, "1.0.0", None);
+        c.env.ifname = "net0".into();
+        let runs = c.chain("ADD", None);
+        if !(runs.len() == 3 && runs.iter().all(|(_, r)| r.status == 0)) {
+            problems.push(c.ctx("ADD with CNI_IFNAME net0 failed", &runs));
+            continue;
+        }
+        let result: Value = runs[1].1.json();
+        let check = c.chain("CHECK", Some(&result));
+        if !check.iter().all(|(_, r)| r.status == 0) {
+            problems.push(c.ctx("CHECK with CNI_IFNAME net0 failed", &check));
+        }
+        if c.dirs.log().contains("[ERROR") {
+            problems.push(format!("an error was logged:\n{}", c.dirs.log()));
+        }
+    }
+    assert_none(problems);
+}
