@@ -1097,3 +1097,29 @@ fn healthy_pod_with_an_ifname_other_than_eth0_passes() {
     }
     assert_none(problems);
 }
+
+/// Adversarial: a CNI 1.1 conflist with `cniVersions` and no `cniVersion` (libcni picks the
+/// version and passes it on stdin): Calico's entry is still found, so a host-local
+/// custom-route pod has no default-route finding, and nothing errors.
+#[test]
+fn conflist_with_cni_versions_list_only_is_read() {
+    let d = host_local_custom_routes::deployment();
+    let c = case(&d, "1.0.0", None);
+    let mut on_disk = c.list.clone();
+    if let Some(o) = on_disk.as_object_mut() {
+        o.remove("cniVersion");
+        o.insert("cniVersions".into(), json!(["0.4.0", "1.0.0"]));
+    }
+    c.dirs.write_conflist(&on_disk);
+    let runs = c.chain("ADD", None);
+    assert!(
+        runs.len() == 3 && runs.iter().all(|(_, r)| r.status == 0),
+        "{}",
+        c.ctx("ADD failed", &runs)
+    );
+    let log = c.dirs.log();
+    assert!(
+        !log.contains("[ERROR ") && !log.contains(" pod-default-route]"),
+        "{log}"
+    );
+}
