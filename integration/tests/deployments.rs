@@ -1123,3 +1123,21 @@ fn conflist_with_cni_versions_list_only_is_read() {
         "{log}"
     );
 }
+
+/// Adversarial: dual-stack host-local whose `ipam.routes` has only the IPv4 default: Calico
+/// programs only that (k8s.go), so the pod has no IPv6 route via the host end at all. Healthy.
+#[test]
+fn dual_stack_host_local_with_only_an_ipv4_default_in_routes_is_healthy() {
+    let d = Deployment {
+        calico: json!({"ipam": {"type": "host-local",
+            "ranges": [[{"subnet": "usePodCidr"}], [{"subnet": "usePodCidrIPv6"}]],
+            "routes": [{"dst": "0.0.0.0/0"}]}}),
+        node: dual_node,
+        quiet: &["pod-default-route", "pod-routes", "pod-gateway-route"],
+        veth_prefix: "cali",
+        faults: vec![],
+    };
+    let mut problems = healthy(&d);
+    problems.extend(doctor(&d));
+    assert_none(problems);
+}
