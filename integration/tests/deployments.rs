@@ -1141,3 +1141,41 @@ fn dual_stack_host_local_with_only_an_ipv4_default_in_routes_is_healthy() {
     problems.extend(doctor(&d));
     assert_none(problems);
 }
+
+/// Adversarial: multus adds `net1` to the pod after Calico's chain (its own subnet and a
+/// route of its own): CHECK of Calico's network, and doctor, still pass.
+#[test]
+fn a_second_pod_interface_from_multus_is_left_alone() {
+    let d = calico_ipam_dual_stack::deployment();
+    let c = case(&d, "1.0.0", None);
+    let runs = c.chain("ADD", None);
+    assert!(
+        runs.iter().all(|(_, r)| r.status == 0),
+        "{}",
+        c.ctx("ADD failed", &runs)
+    );
+    let result: Value = runs[1].1.json();
+    c.pod.ip(&[
+        "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
+    ]);
+    c.pod.ip(&["addr", "add", "192.168.50.5/24", "dev", "net1"]);
+    c.pod.ip(&["addr", "add", "fd00:50::5/64", "dev", "net1"]);
+    c.pod.ip(&["link", "set", "net1", "up"]);
+    c.pod.ip(&["link", "set", "net1p", "up"]);
+    c.pod.ip(&[
+        "route",
+        "add",
+        "172.16.0.0/12",
+        "via",
+        "192.168.50.1",
+        "dev",
+        "net1",
+    ]);
+    let check = c.chain("CHECK", Some(&result));
+    assert!(
+        check.iter().all(|(_, r)| r.status == 0),
+        "{}",
+        c.ctx("CHECK with net1 failed", &check)
+    );
+    assert!(!c.dirs.log().contains("[ERROR "), "{}", c.dirs.log());
+}
