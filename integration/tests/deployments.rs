@@ -392,6 +392,21 @@ fn doctor(d: &Deployment) -> Vec<String> {
     if report["summary"]["nodeErrors"] != 0 || report["summary"]["withErrors"] != 0 {
         problems.push(format!("errors on a healthy node: {ctx}"));
     }
+    // Doctor judges with Calico's entry, as ADD does: what ADD leaves quiet (e.g. the default
+    // route on host-local custom-route nodes), doctor leaves quiet too, not even a warning.
+    let node = report["node"].as_array().cloned().unwrap_or_default();
+    let pod_findings = pods
+        .iter()
+        .filter(|p| p["hostVeth"] == json!(veth))
+        .flat_map(|p| p["findings"].as_array().cloned().unwrap_or_default());
+    for f in node.iter().cloned().chain(pod_findings) {
+        if d.quiet.iter().any(|id| f["check"] == json!(id)) {
+            problems.push(format!(
+                "doctor: {} has a finding on a healthy pod: {f}",
+                f["check"]
+            ));
+        }
+    }
     problems
 }
 
@@ -1030,4 +1045,137 @@ fn fixture_prefix_ecmp_netkit_and_nftables_nodes() {
         .host
         .run(&["nft", "list", "tables"])
         .contains("table ip kube-proxy"));
+}
+
+/// A KubeVirt migration target: calico-ipam returned no routes and Calico skipped the host
+/// route (k8s.go `skipHostSideRoutes`; Felix adds it after the migration). ADD passes with a
+/// warning that says why; the same wiring for another pod name fails (the fault above).
+#[test]
+fn kubevirt_migration_target_without_host_route_passes_with_a_warning() {
+    let d = calico_ipam_ipv4::deployment();
+    let fault = Fault::pod(&["no-host-route"], &["host-route"], &[]);
+    let mut c = case(&d, "1.0.0", Some(&fault));
+    c.env.args =
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=vms;K8S_POD_NAME=virt-launcher-vm1-x7k2p".into();
+    let runs = c.chain("ADD", None);
+    assert!(
+        runs.len() == 3 && runs.iter().all(|(_, r)| r.status == 0),
+        "{}",
+        c.ctx("migration target ADD failed", &runs)
+    );
+    let log = c.dirs.log();
+    assert!(
+        log.contains("host-route") && log.contains("live-migration target"),
+        "no warning saying why:\n{log}"
+    );
+}
+
+/// Adversarial: healthy wiring with another CNI_IFNAME (runtimes may pass net0, multus names
+/// its own): every deployment's healthy pod still passes ADD and CHECK.
+#[test]
+fn healthy_pod_with_an_ifname_other_than_eth0_passes() {
+    let mut problems = Vec::new();
+    for d in [
+        calico_ipam_dual_stack::deployment(),
+        host_local_dual_stack_custom_routes::deployment(),
+    ] {
+        let mut c = case(&d, "1.0.0", None);
+        c.env.ifname = "net0".into();
+        let runs = c.chain("ADD", None);
+        if !(runs.len() == 3 && runs.iter().all(|(_, r)| r.status == 0)) {
+            problems.push(c.ctx("ADD with CNI_IFNAME net0 failed", &runs));
+            continue;
+        }
+        let result: Value = runs[1].1.json();
+        let check = c.chain("CHECK", Some(&result));
+        if !check.iter().all(|(_, r)| r.status == 0) {
+            problems.push(c.ctx("CHECK with CNI_IFNAME net0 failed", &check));
+        }
+        if c.dirs.log().contains("[ERROR") {
+            problems.push(format!("an error was logged:\n{}", c.dirs.log()));
+        }
+    }
+    assert_none(problems);
+}
+
+/// Adversarial: a CNI 1.1 conflist with `cniVersions` and no `cniVersion` (libcni picks the
+/// version and passes it on stdin): Calico's entry is still found, so a host-local
+/// custom-route pod has no default-route finding, and nothing errors.
+#[test]
+fn conflist_with_cni_versions_list_only_is_read() {
+    let d = host_local_custom_routes::deployment();
+    let c = case(&d, "1.0.0", None);
+    let mut on_disk = c.list.clone();
+    if let Some(o) = on_disk.as_object_mut() {
+        o.remove("cniVersion");
+        o.insert("cniVersions".into(), json!(["0.4.0", "1.0.0"]));
+    }
+    c.dirs.write_conflist(&on_disk);
+    let runs = c.chain("ADD", None);
+    assert!(
+        runs.len() == 3 && runs.iter().all(|(_, r)| r.status == 0),
+        "{}",
+        c.ctx("ADD failed", &runs)
+    );
+    let log = c.dirs.log();
+    assert!(
+        !log.contains("[ERROR ") && !log.contains(" pod-default-route]"),
+        "{log}"
+    );
+}
+
+/// Adversarial: dual-stack host-local whose `ipam.routes` has only the IPv4 default: Calico
+/// programs only that (k8s.go), so the pod has no IPv6 route via the host end at all. Healthy.
+#[test]
+fn dual_stack_host_local_with_only_an_ipv4_default_in_routes_is_healthy() {
+    let d = Deployment {
+        calico: json!({"ipam": {"type": "host-local",
+            "ranges": [[{"subnet": "usePodCidr"}], [{"subnet": "usePodCidrIPv6"}]],
+            "routes": [{"dst": "0.0.0.0/0"}]}}),
+        node: dual_node,
+        quiet: &["pod-default-route", "pod-routes", "pod-gateway-route"],
+        veth_prefix: "cali",
+        faults: vec![],
+    };
+    let mut problems = healthy(&d);
+    problems.extend(doctor(&d));
+    assert_none(problems);
+}
+
+/// Adversarial: multus adds `net1` to the pod after Calico's chain (its own subnet and a
+/// route of its own): CHECK of Calico's network, and doctor, still pass.
+#[test]
+fn a_second_pod_interface_from_multus_is_left_alone() {
+    let d = calico_ipam_dual_stack::deployment();
+    let c = case(&d, "1.0.0", None);
+    let runs = c.chain("ADD", None);
+    assert!(
+        runs.iter().all(|(_, r)| r.status == 0),
+        "{}",
+        c.ctx("ADD failed", &runs)
+    );
+    let result: Value = runs[1].1.json();
+    c.pod.ip(&[
+        "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
+    ]);
+    c.pod.ip(&["addr", "add", "192.168.50.5/24", "dev", "net1"]);
+    c.pod.ip(&["addr", "add", "fd00:50::5/64", "dev", "net1"]);
+    c.pod.ip(&["link", "set", "net1", "up"]);
+    c.pod.ip(&["link", "set", "net1p", "up"]);
+    c.pod.ip(&[
+        "route",
+        "add",
+        "172.16.0.0/12",
+        "via",
+        "192.168.50.1",
+        "dev",
+        "net1",
+    ]);
+    let check = c.chain("CHECK", Some(&result));
+    assert!(
+        check.iter().all(|(_, r)| r.status == 0),
+        "{}",
+        c.ctx("CHECK with net1 failed", &check)
+    );
+    assert!(!c.dirs.log().contains("[ERROR "), "{}", c.dirs.log());
 }

@@ -144,6 +144,14 @@ fn pod_call(call: &Call) -> Result<Option<String>, CniError> {
         ifname: env.ifname.clone(),
         pod_ips: prev.pod_ips(&env.ifname),
         host_ifaces: prev.host_interfaces().map(|i| i.name.clone()).collect(),
+        pod_name: env.args.get("K8S_POD_NAME").cloned(),
+        // Absent and empty alike: Calico tests `len(result.Routes) == 0`.
+        result_has_routes: Some(
+            prev_json
+                .get("routes")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|r| !r.is_empty()),
+        ),
     };
     // Calico's own entry decides which routes the pod should have. Only the conf dir is read
     // (no binary lookups): this runs on every pod start.

@@ -88,6 +88,7 @@ pub fn healthy_v4() -> Fixture {
             ifname: "eth0".into(),
             pod_ips: vec!["10.244.1.5/32".parse().expect("cidr")],
             host_ifaces: vec![VETH.into()],
+            ..Target::default()
         },
         pod: Ok(PodView {
             link: Some(pod_link),

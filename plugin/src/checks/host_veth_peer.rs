@@ -3,17 +3,24 @@
 //! this case: a leftover of a deleted sandbox, or namespaces mounted where doctor did not look.
 
 use super::{CheckId, Finding, Severity};
-use crate::inspect::Link;
+use crate::inspect::{is_calico_kind, Link};
 
 /// `veth`: a host interface with the doctor's prefix whose peer's namespace no mount or
 /// process on this host holds (or that is no veth at all).
 pub fn check(veth: &Link) -> Vec<Finding> {
-    let found = match (veth.kind.as_deref(), veth.peer_netnsid) {
-        (Some("veth"), Some(id)) => {
+    // A netkit pair (Calico's `device_type: "netkit"`) has a peer like a veth: the kernel
+    // reports its IFLA_LINK and IFLA_LINK_NETNSID the same way (netkit_get_iflink,
+    // netkit_get_link_net).
+    let kind = veth.kind.as_deref();
+    let found = match (is_calico_kind(kind), veth.peer_netnsid) {
+        (true, Some(id)) => {
             format!("peer in namespace id {id}, which no mount or process here holds")
         }
-        (Some("veth"), None) => "its peer is in this (the host) namespace".into(),
-        (kind, _) => format!("not a veth (kind {})", kind.unwrap_or("none")),
+        (true, None) => "its peer is in this (the host) namespace".into(),
+        (false, _) => format!(
+            "not a veth or netkit device (kind {})",
+            kind.unwrap_or("none")
+        ),
     };
     vec![Finding::new(
         CheckId::HostVeth,
@@ -59,7 +66,17 @@ mod tests {
             .contains("host) namespace"));
         assert_eq!(
             check(&link(Some("bridge"), None))[0].found,
-            "not a veth (kind bridge)"
+            "not a veth or netkit device (kind bridge)"
         );
+    }
+
+    #[test]
+    fn a_netkit_host_end_is_judged_like_a_veth() {
+        let f = check(&link(Some("netkit"), Some(4)));
+        assert!(f[0].found.contains("namespace id 4"), "{}", f[0].found);
+        assert!(!f[0].found.contains("not a veth"), "{}", f[0].found);
+        assert!(check(&link(Some("netkit"), None))[0]
+            .found
+            .contains("host) namespace"));
     }
 }

@@ -2,8 +2,8 @@
 //! address of one of Calico's tunnel devices (`tunl0`, `vxlan.calico`, `wireguard.cali`, ...)
 //! is named as such: IPAM handed the node's tunnel address out again (calico#3589, #6244).
 
-use super::host_route::is_conflict;
-use super::{CheckId, Finding, PodFacts};
+use super::host_route::{is_conflict, may_be_migration_target, MIGRATION_TARGET};
+use super::{CheckId, Finding, PodFacts, Severity};
 use std::net::IpAddr;
 
 /// Findings for pod IPs that are a tunnel device's address; those IPs are skipped below.
@@ -65,19 +65,33 @@ pub fn check(f: &PodFacts) -> Vec<Finding> {
                     format!("{}/{} dev {other}", l.ip, r.dst_len),
                 )
             };
-            Some(Finding::new(
+            let remedy = format!(
+                "two things on this node claim {}: remove the stale address or route from {other} \
+                 (a leftover of another CNI, a deleted pod, or a manual setup), and check Calico IPAM for a \
+                 duplicate allocation (calicoctl ipam check)",
+                l.ip
+            );
+            // Until Felix moves it, a migration target's IP is still routed elsewhere (towards
+            // the source node); a local address stays a conflict.
+            let waiting = !r.local && may_be_migration_target(f);
+            let remedy = if waiting {
+                format!("{MIGRATION_TARGET}{remedy}")
+            } else {
+                remedy
+            };
+            let finding = Finding::new(
                 CheckId::IpConflict,
                 format!("host interface {other}"),
                 problem,
                 format!("{} reachable only through {veth_name}", l.ip),
                 found,
-                format!(
-                    "two things on this node claim {}: remove the stale address or route from {other} \
-                     (a leftover of another CNI, a deleted pod, or a manual setup), and check Calico IPAM for a \
-                     duplicate allocation (calicoctl ipam check)",
-                    l.ip
-                ),
-            ))
+                remedy,
+            );
+            Some(if waiting {
+                finding.at(Severity::Warn)
+            } else {
+                finding
+            })
         })
         .collect();
     tunnel.into_iter().map(|(_, f)| f).chain(generic).collect()
@@ -101,6 +115,31 @@ mod tests {
         let f = check(&fx.facts());
         assert_eq!(f.len(), 1);
         assert!(f[0].problem.contains("caliold"));
+    }
+
+    #[test]
+    fn a_kubevirt_migration_target_routed_elsewhere_warns_but_a_local_address_fails() {
+        let mut fx = healthy_v4();
+        fx.target.pod_name = Some("virt-launcher-vm1-abcde".into());
+        fx.target.result_has_routes = Some(false);
+        fx.host.routes_to_pod[0].route = Some(route(Some("10.244.1.5/32"), None, 9, false));
+        fx.host.routes_to_pod[0].oif_name = Some("vxlan.calico".into());
+        let f = check(&fx.facts());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, crate::checks::Severity::Warn);
+        assert!(f[0].remedy.contains("migration"), "{}", f[0].remedy);
+        fx.host.routes_to_pod[0].route.as_mut().unwrap().local = true;
+        assert_eq!(
+            check(&fx.facts())[0].severity,
+            crate::checks::Severity::Error
+        );
+        // Routes in the result: Calico added the host route, so this is a conflict.
+        fx.host.routes_to_pod[0].route.as_mut().unwrap().local = false;
+        fx.target.result_has_routes = Some(true);
+        assert_eq!(
+            check(&fx.facts())[0].severity,
+            crate::checks::Severity::Error
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::checks::{
 };
 use crate::config::Config;
 use crate::engine::install::conflist::OUR_TYPE;
+use crate::inspect::calico_conf::CalicoConf;
 use crate::inspect::cni_files::{self, CniFilesQuery};
 use crate::inspect::netlink::Netlink;
 use crate::inspect::runtime::{self, Dirs, RuntimeFacts, Source};
@@ -122,6 +123,8 @@ struct Setup {
     timeout: Duration,
     iptables_command: PathBuf,
     search_dirs: Vec<PathBuf>,
+    /// Calico's entry, read once per scan: every pod is judged against it, as ADD does.
+    calico: Option<CalicoConf>,
 }
 
 impl Setup {
@@ -167,6 +170,9 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
         main_type: o.main_plugin.clone(),
         ..CniFilesQuery::default()
     });
+    // Calico's entry in the same conflist ADD reads it from (app.rs): its IPAM decides each
+    // pod's expected routes and families, so doctor's verdict is ADD's.
+    let calico = CalicoConf::from_files(&files, &o.main_plugin);
     let cfg = match installed_entry(&files) {
         // ADD fails every pod with this config: doctor cannot say what ADD would decide.
         Some((path, entry)) => Config::from_json(&entry).map_err(|e| InspectError::Io {
@@ -199,6 +205,7 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
         timeout,
         iptables_command,
         search_dirs,
+        calico,
     })
 }
 
@@ -318,13 +325,14 @@ fn pod_report(
         ifname: ifname.clone().unwrap_or_default(),
         pod_ips: ips,
         host_ifaces: vec![veth.name.clone()],
+        ..Target::default()
     };
     let host = inspect::gather_host_shared(nl, &target, pod.as_ref().ok(), net.clone())?;
     let facts = PodFacts {
         target: &target,
         pod: &pod,
         host: &host,
-        calico: None,
+        calico: s.calico.as_ref(),
     };
     report.interface = ifname;
     report.ips = target.pod_ips.iter().map(|i| i.to_string()).collect();

@@ -251,6 +251,10 @@ pub struct Target {
     /// host end, and whatever other plugins before us added (the bandwidth plugin's ifb, ...).
     /// The host end is the one that is the pod interface's peer.
     pub host_ifaces: Vec<String>,
+    /// K8S_POD_NAME from CNI_ARGS, when the runtime passed it (KubeVirt's `virt-launcher-*`).
+    pub pod_name: Option<String>,
+    /// Whether the prevResult has any `routes`; `None` when unknown (doctor has no result).
+    pub result_has_routes: Option<bool>,
 }
 
 impl Target {

@@ -19,13 +19,19 @@ pub struct NetnsRef {
 
 /// Host interfaces whose name starts with one of `prefixes` (Calico: "cali").
 pub fn host_veths(nl: &mut Netlink, prefixes: &[String]) -> Result<Vec<Link>, InspectError> {
-    let mut v: Vec<Link> = nl
-        .links()?
+    Ok(host_ends(nl.links()?, prefixes))
+}
+
+/// The links doctor pairs with pods, sorted by name: chosen by name, whatever their kind, so
+/// a netkit host end (Calico's `device_type: "netkit"`) is paired by its peer like a veth,
+/// and anything else with the prefix is reported by host-veth rather than skipped.
+fn host_ends(links: Vec<Link>, prefixes: &[String]) -> Vec<Link> {
+    let mut v: Vec<Link> = links
         .into_iter()
         .filter(|l| prefixes.iter().any(|p| l.name.starts_with(p.as_str())))
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(v)
+    v
 }
 
 /// Namespaces bind-mounted in `dirs` and, with `procs`, those held by processes; each once.
@@ -113,4 +119,31 @@ pub fn by_nsid(
         }
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netkit_host_ends_are_scanned_like_veths() {
+        let l = |name: &str, kind: &str| Link {
+            name: name.into(),
+            kind: Some(kind.into()),
+            peer_index: Some(2),
+            peer_netnsid: Some(1),
+            ..Link::default()
+        };
+        let links = vec![
+            l("calib", "netkit"),
+            l("eth0", "veth"),
+            l("calia", "veth"),
+            l("tap1", "netkit"),
+        ];
+        let names: Vec<String> = host_ends(links, &["cali".into(), "tap".into()])
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(names, ["calia", "calib", "tap1"]);
+    }
 }
