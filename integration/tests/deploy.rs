@@ -113,3 +113,37 @@ fn daemonset_commands_install_and_keep_our_entry() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// doctor in the DaemonSet reads the host under `--host-root /hostfs`: the host's root is
+/// mounted there read-only, with the runtime's later netns bind mounts propagated.
+#[test]
+fn daemonset_mounts_the_host_root_read_only_for_doctor() {
+    let docs = manifest();
+    let ds = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("DaemonSet");
+    let spec = &ds["spec"]["template"]["spec"];
+    let vol = spec["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["hostPath"]["path"] == "/")
+        .expect("a volume of the host's root");
+    let main = &spec["containers"][0];
+    let mount = main["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == vol["name"])
+        .expect("the host root mounted in the main container");
+    assert_eq!(mount["mountPath"], "/hostfs", "{mount:?}");
+    assert_eq!(mount["readOnly"], true, "{mount:?}");
+    assert_eq!(mount["mountPropagation"], "HostToContainer", "{mount:?}");
+    // The flag the manifest's comment tells operators to use exists.
+    let out = std::process::Command::new(bin("calico-preflight"))
+        .args(["doctor", "--help"])
+        .output()
+        .expect("doctor --help");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--host-root DIR"));
+}
