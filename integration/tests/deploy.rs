@@ -77,11 +77,20 @@ fn daemonset_commands_install_and_keep_our_entry() {
         .iter()
         .filter_map(|p| p["type"].as_str())
         .collect();
-    assert_eq!(types[..2], ["calico", "calico-preflight"], "{types:?}");
+    // Preflight first (node checks before Calico runs), and after calico for the pod checks.
     assert_eq!(
-        v["plugins"][1]["mode"], "warn",
-        "the ConfigMap's entry: {v}"
+        types[..3],
+        ["calico-preflight", "calico", "calico-preflight"],
+        "{types:?}"
     );
+    for i in [0, 2] {
+        assert_eq!(
+            v["plugins"][i]["mode"], "warn",
+            "the ConfigMap's entry: {v}"
+        );
+    }
+    assert_eq!(v["plugins"][0].get("nodeChecks"), None, "{v}");
+    assert_eq!(v["plugins"][2]["nodeChecks"], false, "{v}");
     assert!(tmp.join("opt/cni/bin/calico-preflight").exists());
 
     // The main container: one watch round (hidden flag) after Calico rewrote its file.
@@ -107,10 +116,12 @@ fn daemonset_commands_install_and_keep_our_entry() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&std::fs::read(&conflist).expect("read")).expect("JSON");
-    assert_eq!(
-        v["plugins"][1]["type"], "calico-preflight",
-        "entry put back: {v}"
-    );
+    for i in [0, 2] {
+        assert_eq!(
+            v["plugins"][i]["type"], "calico-preflight",
+            "entries put back: {v}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
