@@ -116,12 +116,37 @@ done
 
 # CNI files for the node checks: the conflist libcni would load, and the binaries it names.
 mkdir -p "$WORK/net.d" "$WORK/bin" "$WORK/cache" "$WORK/cache-first"
-cat >"$WORK/net.d/10-calico.conflist" <<'EOF'
+# calico-node's files the node checks read: its nodename file and the kubeconfig install-cni
+# writes (a JWT token valid for a year), kept in the work dir and named in Calico's entry.
+echo bench-node >"$WORK/nodename"
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+JWT="$(printf '{"alg":"RS256","kid":"k"}' | b64url).$(printf '{"exp":%d,"sub":"system:serviceaccount:kube-system:calico-cni-plugin"}' $(($(date +%s) + 31536000)) | b64url).$(printf 'sig' | b64url)"
+cat >"$WORK/calico-kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://10.96.0.1:443
+    certificate-authority-data: TFMwdExTMUNSVWRKVGc9PQ==
+users:
+- name: calico
+  user:
+    token: $JWT
+contexts:
+- name: calico-context
+  context:
+    cluster: local
+    user: calico
+current-context: calico-context
+EOF
+cat >"$WORK/net.d/10-calico.conflist" <<EOF
 {
   "name": "k8s-pod-network",
   "cniVersion": "1.0.0",
   "plugins": [
-    { "type": "calico", "ipam": { "type": "calico-ipam" } },
+    { "type": "calico", "ipam": { "type": "calico-ipam" }, "nodename_file": "$WORK/nodename",
+      "kubernetes": { "kubeconfig": "$WORK/calico-kubeconfig" } },
     { "type": "calico-preflight", "mode": "enforce" },
     { "type": "tuning" }
   ]

@@ -361,9 +361,17 @@ pub struct Process {
     pub found_by: String,
 }
 
+/// Read for every process on each cold node check, so kept to open, one read, close (the
+/// bounded reader's O_PATH open, fstat and reopen cost 8 syscalls a process: ~60% of a cold
+/// first-entry ADD on a node with 80 processes, bench/RESULTS.md). Safe without it: procfs's
+/// comm is never a FIFO or device, never blocks, and holds at most TASK_COMM_LEN (16) bytes;
+/// the buffer bounds the read anyway.
 fn comm(pid: u32) -> Option<String> {
-    let b = read_bounded(Path::new(&format!("/proc/{pid}/comm"))).ok()?;
-    Some(String::from_utf8_lossy(&b).trim_end().to_string())
+    use std::io::Read;
+    let mut f = std::fs::File::open(format!("/proc/{pid}/comm")).ok()?;
+    let mut buf = [0u8; 64];
+    let n = f.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).trim_end().to_string())
 }
 
 /// The basename of argv[0]: comm is cut at 15 bytes ("systemd-networkd" reads as
