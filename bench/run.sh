@@ -115,13 +115,38 @@ for h in "$HOST" "$HOST6" "$BUSY"; do
 done
 
 # CNI files for the node checks: the conflist libcni would load, and the binaries it names.
-mkdir -p "$WORK/net.d" "$WORK/bin" "$WORK/cache"
-cat >"$WORK/net.d/10-calico.conflist" <<'EOF'
+mkdir -p "$WORK/net.d" "$WORK/bin" "$WORK/cache" "$WORK/cache-first"
+# calico-node's files the node checks read: its nodename file and the kubeconfig install-cni
+# writes (a JWT token valid for a year), kept in the work dir and named in Calico's entry.
+echo bench-node >"$WORK/nodename"
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+JWT="$(printf '{"alg":"RS256","kid":"k"}' | b64url).$(printf '{"exp":%d,"sub":"system:serviceaccount:kube-system:calico-cni-plugin"}' $(($(date +%s) + 31536000)) | b64url).$(printf 'sig' | b64url)"
+cat >"$WORK/calico-kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://10.96.0.1:443
+    certificate-authority-data: TFMwdExTMUNSVWRKVGc9PQ==
+users:
+- name: calico
+  user:
+    token: $JWT
+contexts:
+- name: calico-context
+  context:
+    cluster: local
+    user: calico
+current-context: calico-context
+EOF
+cat >"$WORK/net.d/10-calico.conflist" <<EOF
 {
   "name": "k8s-pod-network",
   "cniVersion": "1.0.0",
   "plugins": [
-    { "type": "calico", "ipam": { "type": "calico-ipam" } },
+    { "type": "calico", "ipam": { "type": "calico-ipam" }, "nodename_file": "$WORK/nodename",
+      "kubernetes": { "kubeconfig": "$WORK/calico-kubeconfig" } },
     { "type": "calico-preflight", "mode": "enforce" },
     { "type": "tuning" }
   ]
@@ -184,6 +209,13 @@ stdin_of dual.json calico-preflight "$PREV_DUAL" ',"nodeChecks":false'
 stdin_of cold.json calico-preflight "$PREV_V4" "$NODE_KEYS,\"nodeCheckTtlSeconds\":0"
 stdin_of warm.json calico-preflight "$PREV_V4" "$NODE_KEYS,\"cacheDir\":\"$WORK/cache\""
 stdin_of busy.json calico-preflight "$PREV_BUSY" ',"nodeChecks":false'
+# The first entry of `--position both` (install's default): no prevResult, the node checks
+# only, with the node-check cache cold (TTL 0: every run gathers) and warm.
+stdin_first() { # file extra-keys
+    printf '{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"calico-preflight"%s}\n' "$2" >"$WORK/$1"
+}
+stdin_first first-cold.json ",\"confDir\":\"$WORK/net.d\",\"nodeCheckTtlSeconds\":0"
+stdin_first first-warm.json ",\"confDir\":\"$WORK/net.d\",\"cacheDir\":\"$WORK/cache-first\""
 
 spec() { # name host pod exe stdin-file container-id
     cat >"$WORK/$1.spec" <<EOF
@@ -200,7 +232,11 @@ env=CNI_IFNAME=eth0
 env=CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$6
 env=CNI_PATH=$CNI_PATH_DIR
 EOF
-    [[ $1 == floor ]] || echo 'expect="ips"' >>"$WORK/$1.spec"
+    case $1 in
+        floor) ;;
+        cp-first-*) echo 'expect="cniVersion"' >>"$WORK/$1.spec" ;; # the empty result
+        *) echo 'expect="ips"' >>"$WORK/$1.spec" ;;
+    esac
 }
 spec floor "$HOST" "$TAG-pod4" "$WORK/noop" v4.json bench-v4
 spec tuning "$HOST" "$TAG-pod4" "$TUNING" tuning.json bench-v4
@@ -209,7 +245,9 @@ spec cp-dual "$HOST6" "$TAG-pod46" "$PLUGIN" dual.json bench-dual
 spec cp-node-cold "$HOST" "$TAG-pod4" "$PLUGIN" cold.json bench-v4
 spec cp-node-warm "$HOST" "$TAG-pod4" "$PLUGIN" warm.json bench-v4
 spec cp-v4-busy "$BUSY" "$TAG-podb" "$PLUGIN" busy.json bench-busy
-CASES=(floor tuning cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy)
+spec cp-first-cold "$HOST" "$TAG-pod4" "$PLUGIN" first-cold.json bench-v4
+spec cp-first-warm "$HOST" "$TAG-pod4" "$PLUGIN" first-warm.json bench-v4
+CASES=(floor tuning cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy cp-first-cold cp-first-warm)
 if [[ -n $BASE ]]; then
     spec base-v4 "$HOST" "$TAG-pod4" "$WORK/baseline" v4.json bench-v4
     spec base-node-cold "$HOST" "$TAG-pod4" "$WORK/baseline" cold.json bench-v4
@@ -245,6 +283,7 @@ fi
 [[ -n $BASE ]] && echo "baseline: $BASE (-B; $(stat -c %s "$BASE") bytes), cases base-*"
 echo "timing:  $([[ $RT == 1 ]] && echo 'runner and children under SCHED_FIFO 50 (chrt)' || echo 'normal priority')"
 echo "crowded host: $OTHERS other Calico veths + /32 routes"
+echo "load:    $(uptime | sed 's/.*load average/load average/') (at start; other users of the machine)"
 echo
 PRIO=()
 [[ $RT == 1 ]] && PRIO=(chrt -f 50)
@@ -292,7 +331,7 @@ verdict() { if awk "BEGIN{exit !($1)}"; then echo MET; else echo MISSED; fi; }
 T_EX=$(col tuning excess_us)
 echo
 echo "targets:"
-for c in cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy; do
+for c in cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy cp-first-cold cp-first-warm; do
     r=$(col "$c" ratio_to_ref)
     printf '   %-13s excess %7.0f µs = %.3f x tuning excess (%0.f µs)  <= 1/3: %s\n' \
         "$c" "$(col "$c" excess_us)" "$r" "$T_EX" "$(verdict "$r <= 1/3")"
@@ -301,7 +340,7 @@ E3=$(col cp-v4 excess_us); E6=$(col cp-v4-busy excess_us)
 G=$(awk "BEGIN{printf \"%.1f\", ($E6 / $E3 - 1) * 100}")
 printf '   1000 pods     excess %0.f -> %0.f µs: %+.1f%%  <= +20%%: %s\n' "$E3" "$E6" "$G" "$(verdict "$G <= 20")"
 RSS=0
-for c in cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy; do
+for c in cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy cp-first-cold cp-first-warm; do
     r=$(awk -v c="$c" '$1==c{print ($2>$3)?$2:$3}' "$WORK/rss.txt"); ((r > RSS)) && RSS=$r
 done
 printf '   peak RSS      %d KiB (max over the calico-preflight cases, both methods)  <= 4096 KiB: %s\n' \

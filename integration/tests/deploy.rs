@@ -77,11 +77,20 @@ fn daemonset_commands_install_and_keep_our_entry() {
         .iter()
         .filter_map(|p| p["type"].as_str())
         .collect();
-    assert_eq!(types[..2], ["calico", "calico-preflight"], "{types:?}");
+    // Preflight first (node checks before Calico runs), and after calico for the pod checks.
     assert_eq!(
-        v["plugins"][1]["mode"], "warn",
-        "the ConfigMap's entry: {v}"
+        types[..3],
+        ["calico-preflight", "calico", "calico-preflight"],
+        "{types:?}"
     );
+    for i in [0, 2] {
+        assert_eq!(
+            v["plugins"][i]["mode"], "warn",
+            "the ConfigMap's entry: {v}"
+        );
+    }
+    assert_eq!(v["plugins"][0].get("nodeChecks"), None, "{v}");
+    assert_eq!(v["plugins"][2]["nodeChecks"], false, "{v}");
     assert!(tmp.join("opt/cni/bin/calico-preflight").exists());
 
     // The main container: one watch round (hidden flag) after Calico rewrote its file.
@@ -107,9 +116,45 @@ fn daemonset_commands_install_and_keep_our_entry() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&std::fs::read(&conflist).expect("read")).expect("JSON");
-    assert_eq!(
-        v["plugins"][1]["type"], "calico-preflight",
-        "entry put back: {v}"
-    );
+    for i in [0, 2] {
+        assert_eq!(
+            v["plugins"][i]["type"], "calico-preflight",
+            "entries put back: {v}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// doctor in the DaemonSet reads the host under `--host-root /hostfs`: the host's root is
+/// mounted there read-only, with the runtime's later netns bind mounts propagated.
+#[test]
+fn daemonset_mounts_the_host_root_read_only_for_doctor() {
+    let docs = manifest();
+    let ds = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("DaemonSet");
+    let spec = &ds["spec"]["template"]["spec"];
+    let vol = spec["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["hostPath"]["path"] == "/")
+        .expect("a volume of the host's root");
+    let main = &spec["containers"][0];
+    let mount = main["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == vol["name"])
+        .expect("the host root mounted in the main container");
+    assert_eq!(mount["mountPath"], "/hostfs", "{mount:?}");
+    assert_eq!(mount["readOnly"], true, "{mount:?}");
+    assert_eq!(mount["mountPropagation"], "HostToContainer", "{mount:?}");
+    // The flag the manifest's comment tells operators to use exists.
+    let out = std::process::Command::new(bin("calico-preflight"))
+        .args(["doctor", "--help"])
+        .output()
+        .expect("doctor --help");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--host-root DIR"));
 }

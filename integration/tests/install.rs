@@ -70,6 +70,23 @@ impl Node {
             "--cni-conf-dir".into(),
             self.conf().display().to_string(),
         ];
+        // Most tests here are about file handling and were written against one entry after
+        // calico; the default (both) is tested on its own (`the_default_is_both_...`).
+        if cmd == "install" && !extra.iter().any(|a| a.starts_with("--position")) {
+            args.extend(["--position".to_string(), "after-calico".into()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run(&bin(OURS), &args)
+    }
+    /// `run` without any flag added beyond the dirs.
+    fn run_as_is(&self, cmd: &str, extra: &[&str]) -> Run {
+        let mut args = vec![
+            cmd.to_string(),
+            "--cni-bin-dir".into(),
+            self.bin().display().to_string(),
+            "--cni-conf-dir".into(),
+            self.conf().display().to_string(),
+        ];
         args.extend(extra.iter().map(|s| s.to_string()));
         run(&bin(OURS), &args)
     }
@@ -225,6 +242,36 @@ fn calico_default_conflist_install_is_idempotent_and_uninstall_restores_it() {
     assert!(un.stdout.contains("no conflist"), "{un:#?}");
     assert!(!binary.exists());
     assert_eq!(node.json("10-calico.conflist"), original);
+}
+
+/// install's default: preflight first (the node checks before Calico runs) and after calico
+/// (the pod checks) with `"nodeChecks": false` there, an operator's own setting kept; moving
+/// back to after-calico alone runs the node checks there again.
+#[test]
+fn the_default_is_both_with_node_checks_off_after_calico() {
+    let node = Node::new().with("10-calico.conflist", "10-calico.conflist");
+    let r = node.run_as_is("install", &[]).ok();
+    assert!(
+        r.stdout.contains(
+            "calico-preflight, calico, calico-preflight, portmap, bandwidth (was: calico, portmap, bandwidth)"
+        ),
+        "{r:#?}"
+    );
+    let v = node.json("10-calico.conflist");
+    assert_eq!(v["plugins"][0], json!({"type": OURS}));
+    assert_eq!(v["plugins"][2], json!({"type": OURS, "nodeChecks": false}));
+    let bytes = node.read("10-calico.conflist");
+    node.run_as_is("install", &[]).ok();
+    assert_eq!(node.read("10-calico.conflist"), bytes, "idempotent");
+    node.run_as_is("install", &["--position", "after-calico"])
+        .ok();
+    let v = node.json("10-calico.conflist");
+    assert_eq!(types(&v), ["calico", OURS, "portmap", "bandwidth"]);
+    assert_eq!(v["plugins"][1], json!({"type": OURS}), "{v}");
+    node.run_as_is("install", &["--entry", r#"{"nodeChecks": true}"#])
+        .ok();
+    let v = node.json("10-calico.conflist");
+    assert_eq!(v["plugins"][2]["nodeChecks"], true, "{v}");
 }
 
 #[test]
@@ -471,6 +518,8 @@ fn no_calico_and_missing_dirs_say_what_to_do() {
         &bin(OURS),
         &[
             "install".into(),
+            "--position".into(),
+            "after-calico".into(),
             "--cni-bin-dir".into(),
             missing.display().to_string(),
             "--cni-conf-dir".into(),
@@ -522,6 +571,8 @@ fn dirs_come_from_containerd_config_unless_flags_say_otherwise() {
         &bin(OURS),
         &[
             "install".into(),
+            "--position".into(),
+            "after-calico".into(),
             "--containerd-config".into(),
             cfg.display().to_string(),
             "--crio-config".into(),
@@ -569,6 +620,8 @@ fn dirs_come_from_containerd_config_unless_flags_say_otherwise() {
         &bin(OURS),
         &[
             "install".into(),
+            "--position".into(),
+            "after-calico".into(),
             "--containerd-config".into(),
             cfg.display().to_string(),
         ],
@@ -589,6 +642,8 @@ fn dirs_come_from_crio_config_and_dropins() {
         &bin(OURS),
         &[
             "install".into(),
+            "--position".into(),
+            "after-calico".into(),
             "--containerd-config".into(),
             node.root.join("absent").display().to_string(),
             "--crio-config".into(),
@@ -603,6 +658,8 @@ fn dirs_come_from_crio_config_and_dropins() {
         &bin(OURS),
         &[
             "install".into(),
+            "--position".into(),
+            "after-calico".into(),
             "--containerd-config".into(),
             "none".into(),
             "--crio-config".into(),
@@ -635,6 +692,8 @@ fn watch_puts_the_entry_back_after_calico_rewrites_the_conflist() {
     let child = Command::new(bin(OURS))
         .args([
             "install",
+            "--position",
+            "after-calico",
             "--watch",
             "--interval",
             "0.1",
@@ -739,6 +798,8 @@ fn binary_replaced_while_being_executed() {
     let args = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = vec![
             "install".into(),
+            "--position".into(),
+            "after-calico".into(),
             "--cni-bin-dir".into(),
             node.bin().display().to_string(),
             "--cni-conf-dir".into(),
@@ -1097,6 +1158,8 @@ fn symlinked_conflists_are_followed_only_inside_the_conf_dir() {
 fn spawn_watch(node: &Node, extra: &[&str]) -> std::process::Child {
     let mut args: Vec<String> = vec![
         "install".into(),
+        "--position".into(),
+        "after-calico".into(),
         "--watch".into(),
         "--interval".into(),
         "3600".into(),

@@ -114,6 +114,9 @@ fn network_manager_without_calicos_keyfile_fails_and_with_it_is_quiet() {
     assert!(root.findings(false).is_empty());
 
     let nm = StandIn::start("NetworkManager");
+    // Running, but its runtime dir (made when it starts) is not there: not taken for running.
+    assert!(root.findings(false).is_empty());
+    root.put("/run/NetworkManager/devices/.keep", "");
     let f = root.findings(false);
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(f[0].check, CheckId::HostNetworkManager);
@@ -186,6 +189,8 @@ fn networkd_catch_all_network_fails_unless_unmanaged_or_foreign_routes_kept() {
     assert!(root.findings(false).is_empty(), "not running");
 
     let _nd = StandIn::start("systemd-networkd");
+    // Its runtime dir, made when it starts (RuntimeDirectory=systemd/netif).
+    root.put("/run/systemd/netif/links/.keep", "");
     let f = root.findings(false);
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(f[0].severity, Severity::Error);
@@ -234,6 +239,8 @@ fn networkd_with_only_uplink_matches_is_quiet_and_masked_files_do_not_count() {
     )
     .expect("mask");
     let _nd = StandIn::start("systemd-networkd");
+    // Its runtime dir, made when it starts (RuntimeDirectory=systemd/netif).
+    root.put("/run/systemd/netif/links/.keep", "");
     let f = root.findings(false);
     assert!(f.is_empty(), "{f:#?}");
 }

@@ -393,7 +393,9 @@ fn fifos_and_device_nodes_in_the_conf_dir_do_not_hang_install() {
     assert_eq!(r.status, 0, "{r:#?}");
     let after: serde_json::Value =
         serde_json::from_slice(&fs::read(conf.join("10-calico.conflist")).unwrap()).unwrap();
-    assert_eq!(after["plugins"][1]["type"], OURS, "{after}");
+    // install's default, both: first in the chain and after calico.
+    assert_eq!(after["plugins"][0]["type"], OURS, "{after}");
+    assert_eq!(after["plugins"][2]["type"], OURS, "{after}");
     let r = with(&["uninstall", "--dry-run"]);
     assert_eq!(r.status, 0, "{r:#?}");
     let r = with(&["uninstall"]);

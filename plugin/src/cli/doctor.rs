@@ -32,6 +32,11 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
   --crio-config PATH        CRI-O's config file or drop-in dir (default /etc/crio/crio.conf
                             and every file under /etc/crio/crio.conf.d); none: do not read it
   --iptables PATH           the node's iptables command (default /usr/sbin/iptables)
+  --host-root DIR           where the host's root is mounted (default /; a DaemonSet pod's
+                            /host). Node files (/etc, /var/lib/calico, /run, the kubeconfig)
+                            and the defaults above are read under it; dirs and paths given
+                            as flags are used as given; /proc is always the live one. It
+                            replaces the hostRoot of calico-preflight's installed entry
   --timeout-ms MS           bound on the kernel queries of each pod (default 2000)
   -h, --help                this text
 
@@ -105,6 +110,16 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<(Options, bool)>, String> {
             "--containerd-config" => o.containerd_config = runtime_config(&mut a)?,
             "--crio-config" => o.crio_config = runtime_config(&mut a)?,
             "--iptables" => o.iptables_command = a.path()?,
+            "--host-root" => {
+                let r = a.path()?;
+                if !r.is_absolute() {
+                    return Err(format!(
+                        "--host-root must be an absolute path, got {:?}",
+                        r.display().to_string()
+                    ));
+                }
+                o.host_root = Some(r);
+            }
             "--timeout-ms" => {
                 let v = a.string()?;
                 let ms: u64 = v

@@ -45,6 +45,12 @@ pub struct Options {
     /// CRI-O's config file or drop-in dir (`None` or `none`: do not read it). At the default,
     /// /etc/crio/crio.conf.d is read too.
     pub crio_config: Option<PathBuf>,
+    /// `--host-root`: where the host's root is mounted (a DaemonSet pod's `/host`). Node files
+    /// and doctor's *default* dirs (conf, bin, runtime configs, netns dirs, iptables command)
+    /// are read under it; dirs given as flags are used as given; /proc is the live one. Given,
+    /// it replaces the installed entry's `hostRoot`; `None`: `/` for the dirs, and the entry's
+    /// `hostRoot` for the files Calico's config names, as ADD reads them.
+    pub host_root: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -61,6 +67,7 @@ impl Default for Options {
             main_plugin: "calico".into(),
             containerd_config: Some(PathBuf::from(runtime::CONTAINERD_CONFIG)),
             crio_config: Some(PathBuf::from(runtime::CRIO_CONFIG)),
+            host_root: None,
         }
     }
 }
@@ -125,6 +132,8 @@ struct Setup {
     search_dirs: Vec<PathBuf>,
     /// Calico's entry, read once per scan: every pod is judged against it, as ADD does.
     calico: Option<CalicoConf>,
+    /// The host root the node files are read under (see [`Options::host_root`]).
+    host_root: PathBuf,
 }
 
 impl Setup {
@@ -143,6 +152,7 @@ fn source_of(flag: &Option<PathBuf>, default: &str) -> Source {
 }
 
 fn setup(o: &Options) -> Result<Setup, InspectError> {
+    let root = o.host_root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let conf_flag = (!o.conf_dir.as_os_str().is_empty()).then_some(o.conf_dir.as_path());
     let need_runtime = o.cni_path.is_empty() || conf_flag.is_none();
     let mut rt = RuntimeFacts::default();
@@ -150,6 +160,7 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
         runtime::discover(
             &source_of(&o.containerd_config, runtime::CONTAINERD_CONFIG),
             &source_of(&o.crio_config, runtime::CRIO_CONFIG),
+            &root,
         )
         .unwrap_or_else(|e| {
             // The cni-bin-dir check reports it; the defaults are checked meanwhile.
@@ -159,7 +170,13 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
     } else {
         runtime::Discovery::default()
     };
-    let dirs = runtime::pick(&o.cni_path, conf_flag, &found.runtimes, &found.looked_at);
+    let dirs = runtime::pick(
+        &o.cni_path,
+        conf_flag,
+        &found.runtimes,
+        &found.looked_at,
+        &root,
+    );
     rt.dirs = Some(dirs.clone());
 
     // Our entry in Calico's conflist, parsed by the plugin's own parser: its severities and
@@ -191,13 +208,20 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
     } else {
         o.timeout
     };
+    // The entry's paths are the host's (the plugin runs there): under --host-root here.
     let iptables_command = if o.iptables_command == defaults.iptables_command {
-        cfg.iptables_command.clone()
+        runtime::under(&root, &cfg.iptables_command)
     } else {
         o.iptables_command.clone()
     };
     let mut search_dirs = o.search_bin_dirs.clone();
-    search_dirs.extend(cfg.search_bin_dirs.iter().cloned());
+    search_dirs.extend(cfg.search_bin_dirs.iter().map(|d| runtime::under(&root, d)));
+    // --host-root, when given, is where the host is; the entry's hostRoot says where the
+    // plugin sees it, which is not doctor's view. Not given: read as ADD reads.
+    let host_root = match &o.host_root {
+        Some(r) => r.clone(),
+        None => cfg.host_root.clone(),
+    };
     Ok(Setup {
         dirs,
         runtime: rt,
@@ -206,6 +230,7 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
         iptables_command,
         search_dirs,
         calico,
+        host_root,
     })
 }
 
@@ -225,7 +250,16 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     let s = setup(o)?;
     let mut nl = Netlink::open(Deadline::after(s.timeout))?;
     let veths = scan::host_veths(&mut nl, &o.prefixes)?;
-    let candidates = scan::candidate_netns(&o.netns_dirs, o.scan_procs);
+    // The default netns dirs are the host's /run ones, under --host-root; flags as given.
+    let netns_dirs: Vec<PathBuf> = match &o.host_root {
+        Some(root) if o.netns_dirs == Options::default().netns_dirs => o
+            .netns_dirs
+            .iter()
+            .map(|d| runtime::under(root, d))
+            .collect(),
+        _ => o.netns_dirs.clone(),
+    };
+    let candidates = scan::candidate_netns(&netns_dirs, o.scan_procs);
     let by_id = scan::by_nsid(&mut nl, candidates)?;
 
     // Pair each veth with its pod's namespace; read every pod side on one scanning thread.
@@ -358,8 +392,8 @@ fn node_findings(
         },
         iptables_command: s.iptables_command.clone(),
         pod_families,
-        host_root: PathBuf::from("/"),
-        token_warn_seconds: crate::config::DEFAULT_TOKEN_WARN_S,
+        host_root: s.host_root.clone(),
+        token_warn_seconds: s.cfg.token_warn_seconds,
     };
     let mut facts = node::gather(&q, Deadline::after(s.timeout))?;
     facts.runtime = Some(s.runtime.clone());

@@ -314,9 +314,17 @@ pub struct Process {
     pub found_by: String,
 }
 
+/// Read for every process on each cold node check, so kept to open, one read, close (the
+/// bounded reader's O_PATH open, fstat and reopen cost 8 syscalls a process: ~60% of a cold
+/// first-entry ADD on a node with 80 processes, bench/RESULTS.md). Safe without it: procfs's
+/// comm is never a FIFO or device, never blocks, and holds at most TASK_COMM_LEN (16) bytes;
+/// the buffer bounds the read anyway.
 fn comm(pid: u32) -> Option<String> {
-    let b = read_bounded(Path::new("/"), Path::new(&format!("/proc/{pid}/comm"))).ok()?;
-    Some(String::from_utf8_lossy(&b).trim_end().to_string())
+    use std::io::Read;
+    let mut f = std::fs::File::open(format!("/proc/{pid}/comm")).ok()?;
+    let mut buf = [0u8; 64];
+    let n = f.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).trim_end().to_string())
 }
 
 /// The basename of argv[0]: comm is cut at 15 bytes ("systemd-networkd" reads as
@@ -337,6 +345,9 @@ fn is_networkd(pid: u32) -> bool {
         && argv0_base(pid).as_deref() == Some("systemd-networkd")
 }
 
+const NM_RUN_DIR: &str = "/run/NetworkManager";
+const NETWORKD_RUN_DIR: &str = "/run/systemd/netif";
+
 /// Finds NetworkManager (its pid file under the root first, checked against /proc; else a
 /// scan) and systemd-networkd (a scan) in one pass over /proc, bounded by count and deadline.
 fn find_managers(root: &Path, deadline: Deadline) -> (Option<Process>, Option<Process>) {
@@ -350,12 +361,21 @@ fn find_managers(root: &Path, deadline: Deadline) -> (Option<Process>, Option<Pr
             found_by: format!("pid file {pid_file}"),
         });
     let mut networkd = None;
+    // Each creates its runtime dir under /run (a tmpfs) when it starts: NetworkManager its
+    // NMRUNDIR /run/NetworkManager, systemd-networkd /run/systemd/netif (RuntimeDirectory= of
+    // its unit). Without it, it has not run since boot, and the scan of every process (the
+    // largest cost of a cold node check) is skipped for it.
+    let look_for_nm = nm.is_none() && rooted::resolve_under(root, NM_RUN_DIR).is_dir();
+    let look_for_networkd = rooted::resolve_under(root, NETWORKD_RUN_DIR).is_dir();
+    if !look_for_nm && !look_for_networkd {
+        return (nm, networkd);
+    }
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return (nm, networkd);
     };
     let me = std::process::id();
     for (i, entry) in rd.take(MAX_PROCS).flatten().enumerate() {
-        if nm.is_some() && networkd.is_some() {
+        if (nm.is_some() || !look_for_nm) && (networkd.is_some() || !look_for_networkd) {
             break;
         }
         if i % 256 == 255 && deadline.remaining().is_none() {
@@ -372,13 +392,15 @@ fn find_managers(root: &Path, deadline: Deadline) -> (Option<Process>, Option<Pr
             continue;
         }
         match comm(pid).as_deref() {
-            Some("NetworkManager") if nm.is_none() => {
+            Some("NetworkManager") if look_for_nm && nm.is_none() => {
                 nm = Some(Process {
                     pid,
                     found_by: "/proc".into(),
                 })
             }
-            Some("systemd-network") if networkd.is_none() && is_networkd(pid) => {
+            Some("systemd-network")
+                if look_for_networkd && networkd.is_none() && is_networkd(pid) =>
+            {
                 networkd = Some(Process {
                     pid,
                     found_by: "/proc".into(),

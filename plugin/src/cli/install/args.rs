@@ -18,8 +18,12 @@ Usage: calico-preflight install [options]
                             (containerd / CRI-O config), else /opt/cni/bin
   --cni-conf-dir DIR        the CNI config dir holding Calico's conflist (also --conf-dir);
                             default: the runtime's, else /etc/cni/net.d
-  --position WHERE          after-calico (default): pod checks on Calico's result;
-                            first: node checks before Calico runs; both
+  --position WHERE          both (default): an entry first in the chain runs the node checks
+                            before Calico does (so a node fault is explained instead of
+                            Calico's own error), and one after calico runs the pod checks on
+                            Calico's result (with \"nodeChecks\": false unless the entry sets
+                            it); after-calico: only the latter, with the node checks too;
+                            first: only the former
   --entry JSON              our entry, e.g. '{\"mode\": \"warn\", \"logFile\": \"/var/log/calico-preflight.log\"}'
                             (\"type\" is set for you); default: keep the entry already installed,
                             else {\"type\": \"calico-preflight\"}
@@ -86,7 +90,7 @@ fn common_flag(a: &mut Args, c: &mut Common, flag: &str) -> Result<bool, String>
 pub fn parse_install(args: Vec<OsString>) -> Result<Parsed<InstallOpts>, String> {
     let mut o = InstallOpts {
         common: Common::default(),
-        position: Position::AfterCalico,
+        position: Position::Both,
         entry: None,
         watch: false,
         interval: DEFAULT_INTERVAL,
@@ -210,7 +214,7 @@ mod tests {
         assert!(o.watch);
         assert_eq!(o.interval, Duration::from_millis(500));
         let d = install(&[]).unwrap();
-        assert_eq!(d.position, Position::AfterCalico);
+        assert_eq!(d.position, Position::Both);
         assert_eq!(d.interval, DEFAULT_INTERVAL);
         assert!(d.common.bin_dirs.is_empty());
     }

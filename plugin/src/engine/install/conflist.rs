@@ -300,13 +300,38 @@ pub fn place(
     if position.wants_after() {
         ps.insert(
             calico + 1,
-            Value::Object(with_our_type(entries.after.clone())),
+            Value::Object(with_our_type(after_entry(position, entries))),
         );
     }
     if position.wants_first() {
         ps.insert(0, Value::Object(with_our_type(entries.first.clone())));
     }
     Ok(())
+}
+
+/// The entry after calico. With `both`, the first entry has run the node checks moments
+/// before, so the second gets `"nodeChecks": false` unless the operator set `nodeChecks`
+/// themselves. Placed alone after calico again, an entry that differs from the first only by
+/// that added `false` loses it, so that the node checks keep running somewhere.
+fn after_entry(position: Position, entries: &Entries) -> Map<String, Value> {
+    const KEY: &str = "nodeChecks";
+    let mut after = entries.after.clone();
+    match position {
+        Position::Both if !after.contains_key(KEY) => {
+            after.insert(KEY.into(), Value::Bool(false));
+        }
+        Position::AfterCalico
+            if after.get(KEY) == Some(&Value::Bool(false)) && !entries.first.contains_key(KEY) =>
+        {
+            let mut without = after.clone();
+            without.remove(KEY);
+            if with_our_type(without.clone()) == with_our_type(entries.first.clone()) {
+                after = without;
+            }
+        }
+        _ => {}
+    }
+    after
 }
 
 /// The file's new text: two-space indented JSON and a final newline, like Calico writes.
@@ -664,6 +689,48 @@ mod tests {
             types(&moved.text),
             ["calico", OUR_TYPE, "portmap", "bandwidth"]
         );
+        // ... and alone after calico the entry runs the node checks again.
+        let v: Value = serde_json::from_str(&moved.text).unwrap();
+        assert_eq!(v["plugins"][1], json!({"type": OUR_TYPE}), "{v}");
+    }
+
+    #[test]
+    fn both_turns_node_checks_off_after_calico_unless_the_operator_set_them() {
+        let files = [file("10-calico.conflist", &calico_list())];
+        let plan = plan_install(&files, Position::Both, None, None).unwrap();
+        let v: Value = serde_json::from_str(&plan.text).unwrap();
+        assert_eq!(v["plugins"][0], json!({"type": OUR_TYPE}));
+        assert_eq!(
+            v["plugins"][2],
+            json!({"type": OUR_TYPE, "nodeChecks": false})
+        );
+        // An operator's own nodeChecks is kept, in either direction.
+        for set in [true, false] {
+            let mut e = default_entry();
+            e.insert("mode".into(), json!("warn"));
+            e.insert("nodeChecks".into(), json!(set));
+            let plan = plan_install(&files, Position::Both, Some(&Entries::same(e)), None).unwrap();
+            let v: Value = serde_json::from_str(&plan.text).unwrap();
+            assert_eq!(v["plugins"][2]["nodeChecks"], json!(set), "{v}");
+            assert_eq!(v["plugins"][2]["mode"], "warn", "{v}");
+        }
+        // An entry tuned after calico (checks off there) keeps its tuning when moved alone.
+        let mut l = calico_list();
+        let ps = l["plugins"].as_array_mut().unwrap();
+        ps.insert(0, json!({"type": OUR_TYPE}));
+        ps.insert(
+            2,
+            json!({"type": OUR_TYPE, "nodeChecks": false, "mode": "warn"}),
+        );
+        let moved = plan_install(
+            &[file("10-calico.conflist", &l)],
+            Position::AfterCalico,
+            None,
+            None,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&moved.text).unwrap();
+        assert_eq!(v["plugins"][1]["nodeChecks"], false, "{v}");
     }
 
     #[test]

@@ -729,6 +729,8 @@ fn resolve_dirs(c: &Common, need_bin: bool) -> Result<Dirs, Failure> {
         runtime_config::discover(
             &Source::from_flag(c.containerd_config.as_deref()),
             &Source::from_flag(c.crio_config.as_deref()),
+            // install runs where the runtime's files are (its DaemonSet passes the dirs).
+            std::path::Path::new("/"),
         )
         .map_err(|e| {
             Failure::new(
@@ -747,5 +749,6 @@ fn resolve_dirs(c: &Common, need_bin: bool) -> Result<Dirs, Failure> {
         c.conf_dir.as_deref(),
         &found.runtimes,
         &found.looked_at,
+        std::path::Path::new("/"),
     ))
 }

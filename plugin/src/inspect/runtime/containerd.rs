@@ -33,7 +33,8 @@ const RUNTIME: &str = "io.containerd.cri.v1.runtime";
 const CNI_TABLE: &str = "plugins.\"io.containerd.cri.v1.runtime\".cni";
 
 /// The CNI dirs containerd uses with `main` as its config (`runtime` names it in messages).
-pub fn load(runtime: &'static str, main: &Path) -> Result<RuntimeDirs, String> {
+/// `root`: the host's root, under which absolute `imports` (host paths) are read.
+pub fn load(runtime: &'static str, main: &Path, root: &Path) -> Result<RuntimeDirs, String> {
     let mut merged = Table::new();
     let mut loaded: HashSet<PathBuf> = HashSet::new();
     let mut files: Vec<String> = Vec::new();
@@ -57,7 +58,7 @@ pub fn load(runtime: &'static str, main: &Path) -> Result<RuntimeDirs, String> {
         let mut doc = tree::parse(&shown, &text)?;
         let version = version_of(&doc, &shown)?;
         migrate(&mut doc, version)?;
-        let imports = imports_of(&doc, &path)?;
+        let imports = imports_of(&doc, &path, root)?;
         // `imports` and `version` are the file's own; only the plugin tables matter here.
         doc.remove("imports");
         doc.remove("version");
@@ -86,7 +87,7 @@ fn version_of(doc: &Table, file: &str) -> Result<i64, String> {
 }
 
 /// The file's `imports`, resolved as containerd's `resolveImports` does.
-fn imports_of(doc: &Table, path: &Path) -> Result<Vec<PathBuf>, String> {
+fn imports_of(doc: &Table, path: &Path, root: &Path) -> Result<Vec<PathBuf>, String> {
     let Some(n) = doc.get("imports") else {
         return Ok(vec![]);
     };
@@ -97,7 +98,8 @@ fn imports_of(doc: &Table, path: &Path) -> Result<Vec<PathBuf>, String> {
         let p = Path::new(&imp);
         // filepath.Join cleans: `conf.d/../config.toml` is `config.toml`, one file.
         let p = clean(&if p.is_absolute() {
-            p.to_path_buf()
+            // A host path; the importing file's own dir is already under the root.
+            super::under(root, &clean(p))
         } else {
             dir.join(p)
         });
@@ -254,7 +256,7 @@ mod tests {
     fn load_text(t: &TempDir, text: &str) -> Result<RuntimeDirs, String> {
         let p = t.0.join("config.toml");
         std::fs::write(&p, text).unwrap();
-        load("containerd", &p)
+        load("containerd", &p, Path::new("/"))
     }
 
     fn bins(r: &RuntimeDirs) -> Vec<String> {
@@ -360,7 +362,7 @@ mod tests {
             "[plugins.'io.containerd.cri.v1.runtime'.cni]\nconf_dir = '/extra-conf'\n",
         )
         .unwrap();
-        let r = load("containerd", &d.join("config.toml")).unwrap();
+        let r = load("containerd", &d.join("config.toml"), Path::new("/")).unwrap();
         assert_eq!(bins(&r), ["/from-20"]);
         assert_eq!(
             r.bin[0].origin.as_ref().unwrap().file,
@@ -370,7 +372,7 @@ mod tests {
         assert_eq!(r.files.len(), 4, "{:?}", r.files);
         // A missing plain import: containerd fails to start.
         std::fs::remove_file(d.join("extra.toml")).unwrap();
-        let e = load("containerd", &d.join("config.toml")).unwrap_err();
+        let e = load("containerd", &d.join("config.toml"), Path::new("/")).unwrap_err();
         assert!(e.contains("extra.toml"), "{e}");
     }
 }

@@ -15,18 +15,19 @@ const DEFAULT_PLUGIN_DIR: &str = "/opt/cni/bin/";
 
 /// CRI-O's config files in the order CRI-O applies them, each with its text; `None` when
 /// the default locations hold none. An explicit path is one file, or a dir of drop-ins.
-pub fn files(source: &Source) -> Result<Option<Vec<(String, String)>>, String> {
+/// `root`: the host's root, under which the default locations are read.
+pub fn files(source: &Source, root: &Path) -> Result<Option<Vec<(String, String)>>, String> {
     let mut paths: Vec<PathBuf> = Vec::new();
     match source {
         Source::Off => return Ok(None),
         Source::File(p) if p.is_dir() => walk(p, &mut paths, 0)?,
         Source::File(p) => paths.push(p.clone()),
         Source::Default => {
-            let main = Path::new(CRIO_CONFIG);
-            if std::fs::symlink_metadata(main).is_ok() {
-                paths.push(main.to_path_buf());
+            let main = super::under(root, Path::new(CRIO_CONFIG));
+            if std::fs::symlink_metadata(&main).is_ok() {
+                paths.push(main);
             }
-            walk(Path::new(CRIO_DROPINS), &mut paths, 0)?;
+            walk(&super::under(root, Path::new(CRIO_DROPINS)), &mut paths, 0)?;
         }
     }
     if paths.is_empty() {
@@ -156,7 +157,9 @@ mod tests {
             "[crio.network]\nnetwork_dir = \"/n\"\n",
         )
         .unwrap();
-        let f = files(&Source::File(d.clone())).unwrap().unwrap();
+        let f = files(&Source::File(d.clone()), Path::new("/"))
+            .unwrap()
+            .unwrap();
         let r = dirs(&f).unwrap();
         let bins: Vec<_> = r.bin.iter().map(|p| p.dir.display().to_string()).collect();
         assert_eq!(bins, ["/usr/libexec/cni", "/old"]);

@@ -112,10 +112,23 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// A host path under the host root `root` (`/`, or where `doctor --host-root` says the host's
+/// root is mounted), symlinks resolved inside it: a host's absolute link never reaches this
+/// machine's own files.
+pub fn under(root: &Path, host_path: &Path) -> PathBuf {
+    if root == Path::new("/") {
+        return host_path.to_path_buf();
+    }
+    crate::inspect::rooted::resolve_under(root, &host_path.to_string_lossy())
+}
+
 /// Reads containerd's and CRI-O's configs. For containerd's default, every well-known
 /// location present is read (a stock node, k3s, rke2): their bin dirs are all used, the
 /// first one's conf dir (see [`pick`]).
-pub fn discover(containerd: &Source, crio: &Source) -> Result<Discovery, ConfigError> {
+///
+/// `root` is the host's root: the default locations are read under it, and so are the dirs
+/// and `imports` the files name (host paths); an explicit `Source::File` is used as given.
+pub fn discover(containerd: &Source, crio: &Source, root: &Path) -> Result<Discovery, ConfigError> {
     let mut d = Discovery::default();
     let fix = "fix the file, or pass the CNI bin and conf dirs as flags so it is not read";
     let failed = |runtime: &str, e: String| ConfigError {
@@ -131,8 +144,9 @@ pub fn discover(containerd: &Source, crio: &Source) -> Result<Discovery, ConfigE
                     remedy: "pass --containerd-config with the file containerd runs with (containerd -c), or none".into(),
                 });
             }
-            d.runtimes
-                .push(containerd::load("containerd", p).map_err(|e| failed("containerd", e))?);
+            d.runtimes.push(
+                containerd::load("containerd", p, root).map_err(|e| failed("containerd", e))?,
+            );
         }
         Source::Default => {
             for (name, path) in [
@@ -140,25 +154,35 @@ pub fn discover(containerd: &Source, crio: &Source) -> Result<Discovery, ConfigE
                 ("containerd (k3s)", K3S_CONTAINERD_CONFIG),
                 ("containerd (rke2)", RKE2_CONTAINERD_CONFIG),
             ] {
-                let p = Path::new(path);
-                if std::fs::symlink_metadata(p).is_ok() {
-                    d.runtimes
-                        .push(containerd::load(name, p).map_err(|e| failed("containerd", e))?);
+                let p = under(root, Path::new(path));
+                if std::fs::symlink_metadata(&p).is_ok() {
+                    d.runtimes.push(
+                        containerd::load(name, &p, root).map_err(|e| failed("containerd", e))?,
+                    );
                 } else if name == "containerd" {
-                    d.looked_at.push(path.to_string());
+                    d.looked_at.push(p.display().to_string());
                 }
             }
         }
     }
-    match crio::files(crio).map_err(|e| failed("CRI-O", e))? {
+    match crio::files(crio, root).map_err(|e| failed("CRI-O", e))? {
         Some(files) => d
             .runtimes
             .push(crio::dirs(&files).map_err(|e| failed("CRI-O", e))?),
         None => match crio {
-            Source::Default => d.looked_at.push(CRIO_CONFIG.to_string()),
+            Source::Default => d
+                .looked_at
+                .push(under(root, Path::new(CRIO_CONFIG)).display().to_string()),
             Source::File(p) => d.looked_at.push(format!("{}/*", p.display())),
             Source::Off => {}
         },
+    }
+    // The dirs a runtime's config names are the host's.
+    for r in &mut d.runtimes {
+        for b in &mut r.bin {
+            b.dir = under(root, &b.dir);
+        }
+        r.conf.dir = under(root, &r.conf.dir);
     }
     Ok(d)
 }
@@ -186,11 +210,14 @@ pub struct Dirs {
     pub notes: Vec<String>,
 }
 
+/// `root`: the host's root, under which the CNI defaults are taken (flags are used as given;
+/// [`discover`] already put the runtimes' dirs under it).
 pub fn pick(
     bin_flags: &[PathBuf],
     conf_flag: Option<&Path>,
     runtimes: &[RuntimeDirs],
     looked_at: &[String],
+    root: &Path,
 ) -> Dirs {
     let mut notes = Vec::new();
     let bin = if !bin_flags.is_empty() {
@@ -203,7 +230,11 @@ pub fn pick(
             })
             .collect()
     } else if runtimes.is_empty() {
-        vec![Picked::default_of(DEFAULT_BIN_DIR, default_why(looked_at))]
+        vec![Picked {
+            dir: under(root, Path::new(DEFAULT_BIN_DIR)),
+            why: default_why(looked_at),
+            origin: None,
+        }]
     } else {
         // Every runtime's bin dirs: an extra copy costs nothing, a missing one fails pods.
         let mut out: Vec<Picked> = Vec::new();
@@ -234,7 +265,11 @@ pub fn pick(
             }
             first.conf.clone()
         }
-        (None, None) => Picked::default_of(DEFAULT_CONF_DIR, default_why(looked_at)),
+        (None, None) => Picked {
+            dir: under(root, Path::new(DEFAULT_CONF_DIR)),
+            why: default_why(looked_at),
+            origin: None,
+        },
     };
     Dirs { bin, conf, notes }
 }
@@ -283,7 +318,7 @@ mod tests {
     fn flags_win_then_runtimes_then_defaults() {
         let c = rt("containerd", &["/home/kubernetes/bin"], "/etc/cni/net.d");
         let o = rt("CRI-O", &["/opt/cni/bin", "/home/kubernetes/bin/"], "/x");
-        let d = pick(&[], None, &[c.clone(), o], &[]);
+        let d = pick(&[], None, &[c.clone(), o], &[], Path::new("/"));
         let bins: Vec<_> = d.bin.iter().map(|p| p.dir.clone()).collect();
         assert_eq!(
             bins,
@@ -295,11 +330,27 @@ mod tests {
         assert_eq!(d.bin[0].why, "from /c k");
         assert_eq!(d.conf.dir, PathBuf::from("/etc/cni/net.d"));
         assert_eq!(d.notes.len(), 1, "{:?}", d.notes);
-        let d = pick(&[PathBuf::from("/f")], Some(Path::new("/g")), &[c], &[]);
+        let d = pick(
+            &[PathBuf::from("/f")],
+            Some(Path::new("/g")),
+            &[c],
+            &[],
+            Path::new("/host"),
+        );
         assert_eq!(d.bin[0].why, "from --cni-bin-dir");
         assert_eq!(d.conf.dir, PathBuf::from("/g"));
-        let d = pick(&[], None, &[], &["/etc/containerd/config.toml".into()]);
+        let d = pick(
+            &[],
+            None,
+            &[],
+            &["/etc/containerd/config.toml".into()],
+            Path::new("/"),
+        );
         assert_eq!(d.bin[0].dir, PathBuf::from(DEFAULT_BIN_DIR));
         assert!(d.conf.why.contains("no runtime config found"));
+        // doctor --host-root: the defaults move under it (flags, above, do not).
+        let d = pick(&[], None, &[], &[], Path::new("/nonexistent-root"));
+        assert_eq!(d.bin[0].dir, PathBuf::from("/nonexistent-root/opt/cni/bin"));
+        assert_eq!(d.conf.dir, PathBuf::from("/nonexistent-root/etc/cni/net.d"));
     }
 }
