@@ -61,7 +61,14 @@ fn entry_warning(cf: &CalicoNodeFiles) -> Option<Finding> {
 fn kubeconfig_findings(k: &KubeconfigFacts, conflist: &str, now: i64, warn_s: u64) -> Vec<Finding> {
     let path = k.resolved.display().to_string();
     let object = format!("Calico's kubeconfig {path}");
-    let named = format!("kubernetes.kubeconfig {} in {conflist}", k.named.display());
+    let named = if k.defaulted {
+        format!(
+            "{} (install-cni's default; {conflist} names no kubernetes.kubeconfig)",
+            k.named.display()
+        )
+    } else {
+        format!("kubernetes.kubeconfig {} in {conflist}", k.named.display())
+    };
     let finding = |problem: &str, expected: &str, found: String, remedy: &str| {
         Finding::new(
             CheckId::CalicoKubeconfig,
@@ -222,6 +229,7 @@ mod tests {
                 }),
                 kubeconfig: Some(KubeconfigFacts {
                     named: "/etc/cni/net.d/calico-kubeconfig".into(),
+                    defaulted: false,
                     resolved: "/etc/cni/net.d/calico-kubeconfig".into(),
                     read,
                 }),

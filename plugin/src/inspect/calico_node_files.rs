@@ -141,8 +141,10 @@ pub struct Kubeconfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeconfigFacts {
-    /// The path as Calico's entry names it.
+    /// The path as Calico's entry names it (or the default, see `defaulted`).
     pub named: PathBuf,
+    /// The entry names none: `named` is install-cni's default path, looked at only if present.
+    pub defaulted: bool,
     /// Where it was read: `named` under the host root.
     pub resolved: PathBuf,
     /// `Ok(None)`: the file does not exist; `Err`: it could not be read or parsed.
@@ -190,9 +192,13 @@ pub fn gather(cni: &CniFiles, host_root: &Path) -> CalicoNodeFiles {
 }
 
 fn kubeconfig_facts(e: &CalicoEntry, host_root: &Path) -> Option<KubeconfigFacts> {
-    // An entry naming no kubeconfig makes Calico read none of its own (its datastore is etcd,
-    // or its client is configured from the environment): nothing to check.
-    let named = PathBuf::from(e.kubeconfig.as_deref()?);
+    // install-cni always names its kubeconfig in the entry; one naming none reads no file of its
+    // own (its datastore is etcd, or its client comes from the environment). Then the default
+    // path is checked only when a kubeconfig is there (a missing one is no finding).
+    let (named, defaulted) = match e.kubeconfig.as_deref() {
+        Some(k) => (PathBuf::from(k), false),
+        None => (PathBuf::from(DEFAULT_KUBECONFIG), true),
+    };
     let read = match rooted::read_small(host_root, &named, MAX_KUBECONFIG_BYTES) {
         Ok(Some(bytes)) => parse_kubeconfig(&bytes).map(|mut k| {
             if let Some(t) = &mut k.token {
@@ -211,9 +217,13 @@ fn kubeconfig_facts(e: &CalicoEntry, host_root: &Path) -> Option<KubeconfigFacts
         Ok(None) => Ok(None),
         Err(e) => Err(e),
     };
+    if defaulted && matches!(read, Ok(None)) {
+        return None;
+    }
     Some(KubeconfigFacts {
         resolved: rooted::host_path(host_root, &named),
         named,
+        defaulted,
         read,
     })
 }
@@ -430,6 +440,39 @@ pub(crate) mod tests {
             base64::engine::general_purpose::URL_SAFE.encode(r#"{"exp":7}"#)
         );
         assert_eq!(token_kind(&padded), TokenKind::Exp(7));
+    }
+
+    #[test]
+    fn an_entry_naming_no_kubeconfig_has_the_default_checked_only_when_present() {
+        use crate::inspect::cni_files::tests::{write, TempDir};
+        use crate::inspect::cni_files::{CniFiles, ConfFile};
+        let t = TempDir::new("calfiles-default");
+        let root = t.dir("host");
+        let netd = t.dir("host/etc/cni/net.d");
+        let entry = serde_json::json!({"type": "calico"});
+        let cni = CniFiles {
+            files: vec![ConfFile {
+                path: "/etc/cni/net.d/10-calico.conflist".into(),
+                plugins: vec![entry.as_object().unwrap().clone()],
+                ..ConfFile::default()
+            }],
+            ours: Some(0),
+            ..CniFiles::default()
+        };
+        // Nothing there: an etcd-datastore Calico reads none; no fact, so no finding.
+        assert_eq!(gather(&cni, &root).kubeconfig, None);
+        // install-cni's file there: it is read and judged.
+        let token = jwt(r#"{"exp":1234}"#);
+        write(
+            &netd.join("calico-kubeconfig"),
+            &calico_kubeconfig("https://x", &format!("token: {token}")),
+            0o600,
+        );
+        let k = gather(&cni, &root).kubeconfig.unwrap();
+        assert!(k.defaulted);
+        assert_eq!(k.named, PathBuf::from(DEFAULT_KUBECONFIG));
+        let kc = k.read.unwrap().unwrap();
+        assert_eq!(kc.token.unwrap().kind, Ok(TokenKind::Exp(1234)));
     }
 
     #[test]
