@@ -189,8 +189,8 @@ fn networkd_catch_all_network_fails_unless_unmanaged_or_foreign_routes_kept() {
     assert!(root.findings(false).is_empty(), "not running");
 
     let _nd = StandIn::start("systemd-networkd");
-    // Its runtime dir, made when it starts (RuntimeDirectory=systemd/netif).
-    root.put("/run/systemd/netif/links/.keep", "");
+    // The state file it writes once it runs (networkd-state-file.c).
+    root.put("/run/systemd/netif/state", "OPER_STATE=routable\n");
     let f = root.findings(false);
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(f[0].severity, Severity::Error);
@@ -239,8 +239,8 @@ fn networkd_with_only_uplink_matches_is_quiet_and_masked_files_do_not_count() {
     )
     .expect("mask");
     let _nd = StandIn::start("systemd-networkd");
-    // Its runtime dir, made when it starts (RuntimeDirectory=systemd/netif).
-    root.put("/run/systemd/netif/links/.keep", "");
+    // The state file it writes once it runs (networkd-state-file.c).
+    root.put("/run/systemd/netif/state", "OPER_STATE=routable\n");
     let f = root.findings(false);
     assert!(f.is_empty(), "{f:#?}");
 }

@@ -346,7 +346,7 @@ fn is_networkd(pid: u32) -> bool {
 }
 
 const NM_RUN_DIR: &str = "/run/NetworkManager";
-const NETWORKD_RUN_DIR: &str = "/run/systemd/netif";
+const NETWORKD_STATE: &str = "/run/systemd/netif/state";
 
 /// Finds NetworkManager (its pid file under the root first, checked against /proc; else a
 /// scan) and systemd-networkd (a scan) in one pass over /proc, bounded by count and deadline.
@@ -361,12 +361,13 @@ fn find_managers(root: &Path, deadline: Deadline) -> (Option<Process>, Option<Pr
             found_by: format!("pid file {pid_file}"),
         });
     let mut networkd = None;
-    // Each creates its runtime dir under /run (a tmpfs) when it starts: NetworkManager its
-    // NMRUNDIR /run/NetworkManager, systemd-networkd /run/systemd/netif (RuntimeDirectory= of
-    // its unit). Without it, it has not run since boot, and the scan of every process (the
-    // largest cost of a cold node check) is skipped for it.
+    // Each leaves a mark under /run (a tmpfs) once it has run: NetworkManager creates its
+    // NMRUNDIR /run/NetworkManager, systemd-networkd writes its state file
+    // /run/systemd/netif/state (networkd-state-file.c; the dir alone is made by systemd's
+    // tmpfiles.d at boot, networkd or not). Without the mark it has not run since boot, and the
+    // scan of every process (the largest cost of a cold node check) is skipped for it.
     let look_for_nm = nm.is_none() && rooted::resolve_under(root, NM_RUN_DIR).is_dir();
-    let look_for_networkd = rooted::resolve_under(root, NETWORKD_RUN_DIR).is_dir();
+    let look_for_networkd = rooted::resolve_under(root, NETWORKD_STATE).is_file();
     if !look_for_nm && !look_for_networkd {
         return (nm, networkd);
     }
