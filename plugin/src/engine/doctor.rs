@@ -210,12 +210,16 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
     };
     // The entry's paths are the host's (the plugin runs there): under --host-root here.
     let iptables_command = if o.iptables_command == defaults.iptables_command {
-        runtime::under(&root, &cfg.iptables_command)
+        crate::inspect::rooted::resolve_under(&root, &cfg.iptables_command)
     } else {
         o.iptables_command.clone()
     };
     let mut search_dirs = o.search_bin_dirs.clone();
-    search_dirs.extend(cfg.search_bin_dirs.iter().map(|d| runtime::under(&root, d)));
+    search_dirs.extend(
+        cfg.search_bin_dirs
+            .iter()
+            .map(|d| crate::inspect::rooted::resolve_under(&root, d)),
+    );
     // --host-root, when given, is where the host is; the entry's hostRoot says where the
     // plugin sees it, which is not doctor's view. Not given: read as ADD reads.
     let host_root = match &o.host_root {
@@ -255,7 +259,7 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
         Some(root) if o.netns_dirs == Options::default().netns_dirs => o
             .netns_dirs
             .iter()
-            .map(|d| runtime::under(root, d))
+            .map(|d| crate::inspect::rooted::resolve_under(root, d))
             .collect(),
         _ => o.netns_dirs.clone(),
     };

@@ -103,12 +103,13 @@ pub fn read_small(root: &Path, path: &Path, max: u64) -> Result<Option<Vec<u8>>,
 /// dir, "does it exist"). Symlinks are followed inside the root
 /// (an absolute target is taken relative to it, as under chroot), so a host's
 /// `/lib -> /usr/lib` or an absolute link in /etc never reaches this machine's own files.
-pub fn resolve_under(root: &Path, path: &str) -> PathBuf {
+pub fn resolve_under(root: &Path, path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
     if root == Path::new("/") {
-        return PathBuf::from(path);
+        return path.to_path_buf();
     }
     let mut out = root.to_path_buf();
-    let mut pending: VecDeque<OsString> = comps(Path::new(path));
+    let mut pending: VecDeque<OsString> = comps(path);
     let mut hops = 0;
     while let Some(c) = pending.pop_front() {
         if c == ".." {

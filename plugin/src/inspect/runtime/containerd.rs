@@ -99,7 +99,7 @@ fn imports_of(doc: &Table, path: &Path, root: &Path) -> Result<Vec<PathBuf>, Str
         // filepath.Join cleans: `conf.d/../config.toml` is `config.toml`, one file.
         let p = clean(&if p.is_absolute() {
             // A host path; the importing file's own dir is already under the root.
-            super::under(root, &clean(p))
+            crate::inspect::rooted::resolve_under(root, clean(p))
         } else {
             dir.join(p)
         });

@@ -23,11 +23,15 @@ pub fn files(source: &Source, root: &Path) -> Result<Option<Vec<(String, String)
         Source::File(p) if p.is_dir() => walk(p, &mut paths, 0)?,
         Source::File(p) => paths.push(p.clone()),
         Source::Default => {
-            let main = super::under(root, Path::new(CRIO_CONFIG));
+            let main = crate::inspect::rooted::resolve_under(root, Path::new(CRIO_CONFIG));
             if std::fs::symlink_metadata(&main).is_ok() {
                 paths.push(main);
             }
-            walk(&super::under(root, Path::new(CRIO_DROPINS)), &mut paths, 0)?;
+            walk(
+                &crate::inspect::rooted::resolve_under(root, Path::new(CRIO_DROPINS)),
+                &mut paths,
+                0,
+            )?;
         }
     }
     if paths.is_empty() {

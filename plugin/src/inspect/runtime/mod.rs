@@ -9,6 +9,7 @@ pub mod containerd;
 pub mod crio;
 mod tree;
 
+use crate::inspect::rooted;
 use std::path::{Path, PathBuf};
 
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
@@ -112,16 +113,6 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-/// A host path under the host root `root` (`/`, or where `doctor --host-root` says the host's
-/// root is mounted), symlinks resolved inside it: a host's absolute link never reaches this
-/// machine's own files.
-pub fn under(root: &Path, host_path: &Path) -> PathBuf {
-    if root == Path::new("/") {
-        return host_path.to_path_buf();
-    }
-    crate::inspect::rooted::resolve_under(root, &host_path.to_string_lossy())
-}
-
 /// Reads containerd's and CRI-O's configs. For containerd's default, every well-known
 /// location present is read (a stock node, k3s, rke2): their bin dirs are all used, the
 /// first one's conf dir (see [`pick`]).
@@ -154,7 +145,7 @@ pub fn discover(containerd: &Source, crio: &Source, root: &Path) -> Result<Disco
                 ("containerd (k3s)", K3S_CONTAINERD_CONFIG),
                 ("containerd (rke2)", RKE2_CONTAINERD_CONFIG),
             ] {
-                let p = under(root, Path::new(path));
+                let p = rooted::resolve_under(root, Path::new(path));
                 if std::fs::symlink_metadata(&p).is_ok() {
                     d.runtimes.push(
                         containerd::load(name, &p, root).map_err(|e| failed("containerd", e))?,
@@ -170,9 +161,11 @@ pub fn discover(containerd: &Source, crio: &Source, root: &Path) -> Result<Disco
             .runtimes
             .push(crio::dirs(&files).map_err(|e| failed("CRI-O", e))?),
         None => match crio {
-            Source::Default => d
-                .looked_at
-                .push(under(root, Path::new(CRIO_CONFIG)).display().to_string()),
+            Source::Default => d.looked_at.push(
+                rooted::resolve_under(root, Path::new(CRIO_CONFIG))
+                    .display()
+                    .to_string(),
+            ),
             Source::File(p) => d.looked_at.push(format!("{}/*", p.display())),
             Source::Off => {}
         },
@@ -180,9 +173,9 @@ pub fn discover(containerd: &Source, crio: &Source, root: &Path) -> Result<Disco
     // The dirs a runtime's config names are the host's.
     for r in &mut d.runtimes {
         for b in &mut r.bin {
-            b.dir = under(root, &b.dir);
+            b.dir = rooted::resolve_under(root, &b.dir);
         }
-        r.conf.dir = under(root, &r.conf.dir);
+        r.conf.dir = rooted::resolve_under(root, &r.conf.dir);
     }
     Ok(d)
 }
@@ -231,7 +224,7 @@ pub fn pick(
             .collect()
     } else if runtimes.is_empty() {
         vec![Picked {
-            dir: under(root, Path::new(DEFAULT_BIN_DIR)),
+            dir: rooted::resolve_under(root, Path::new(DEFAULT_BIN_DIR)),
             why: default_why(looked_at),
             origin: None,
         }]
@@ -266,7 +259,7 @@ pub fn pick(
             first.conf.clone()
         }
         (None, None) => Picked {
-            dir: under(root, Path::new(DEFAULT_CONF_DIR)),
+            dir: rooted::resolve_under(root, Path::new(DEFAULT_CONF_DIR)),
             why: default_why(looked_at),
             origin: None,
         },
