@@ -94,6 +94,11 @@ check_ids! {
     HostGatewayRoute => "host-gateway-route", Error, "the host has a route covering 169.254.1.1 that does not go out the pod's own host end (proxy ARP answers for the pod's gateway only then)";
     PodMtu => "pod-mtu", Error, "the pod interface's MTU is at most each Calico tunnel device's in use, and the uplink's less the tunnels' overhead";
     HostNetworkManager => "host-network-manager", Error, "NetworkManager and systemd-networkd, when running, leave Calico's interfaces (cali*, tunl0, vxlan.calico, wireguard.cali) alone";
+    PodGatewayProbe => "pod-gateway-probe", Error, "opt-in (\"probe\": true; on in doctor): from inside the pod, an ARP request for 169.254.1.1 (IPv6: a neighbor solicitation for the host end's link-local) is answered by the host end's MAC";
+    OrphanVeth => "orphan-veth", Warn, "doctor: every host cali* link has its peer in a live pod namespace and is claimed by an entry of libcni's result cache";
+    StaleHostRoute => "stale-host-route", Error, "doctor: every /32 (/128) route on a cali* link is to an IP the pod on that link holds, and no pod IP is routed via another link";
+    DuplicatePodIp => "duplicate-pod-ip", Error, "doctor: no two pods on the node hold the same IP";
+    LeakedCacheEntry => "leaked-cache-entry", Warn, "doctor: no libcni result cache entry outlives both its sandbox and its host link (DEL never ran)";
 }
 
 impl std::fmt::Display for CheckId {

@@ -19,6 +19,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// libcni's default cache dir (containernetworking/cni libcni/api.go `CacheDir`); containerd,
+/// CRI-O and podman all use it.
+pub const DEFAULT_CNI_CACHE_DIR: &str = "/var/lib/cni";
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Host interface name prefixes (Calico: "cali"; FELIX_INTERFACEPREFIX may list several).
@@ -51,6 +55,13 @@ pub struct Options {
     /// it replaces the installed entry's `hostRoot`; `None`: `/` for the dirs, and the entry's
     /// `hostRoot` for the files Calico's config names, as ADD reads them.
     pub host_root: Option<PathBuf>,
+    /// libcni's cache dir (`<dir>/results/<network>-<containerID>-<ifName>`); at the default,
+    /// read under `--host-root`.
+    pub cni_cache_dir: PathBuf,
+    /// `--pod NAMESPACE/NAME`: only that pod is checked (the node checks still run).
+    pub pod: Option<(String, String)>,
+    /// The active gateway probe (`pod-gateway-probe`); on unless `--no-probe`.
+    pub probe: bool,
 }
 
 impl Default for Options {
@@ -68,6 +79,9 @@ impl Default for Options {
             containerd_config: Some(PathBuf::from(runtime::CONTAINERD_CONFIG)),
             crio_config: Some(PathBuf::from(runtime::CRIO_CONFIG)),
             host_root: None,
+            cni_cache_dir: PathBuf::from(DEFAULT_CNI_CACHE_DIR),
+            pod: None,
+            probe: true,
         }
     }
 }
@@ -81,6 +95,12 @@ pub struct PodReport {
     pub netns_path: Option<String>,
     pub interface: Option<String>,
     pub ips: Vec<String>,
+    /// From libcni's result cache entry of this pod's attachment (`cniArgs`); null when no
+    /// entry claims the pod.
+    pub k8s_namespace: Option<String>,
+    pub k8s_pod: Option<String>,
+    pub k8s_pod_uid: Option<String>,
+    pub container_id: Option<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -88,12 +108,23 @@ impl PodReport {
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
     }
-    /// "ns/name (cali1234)" style label.
-    pub fn label(&self) -> String {
-        match &self.pod {
-            Some(p) => format!("pod {p} ({})", self.host_veth),
-            None => format!("pod ? ({})", self.host_veth),
+    /// `namespace/name` when libcni's cache names the pod.
+    pub fn k8s_name(&self) -> Option<String> {
+        match (&self.k8s_namespace, &self.k8s_pod) {
+            (Some(ns), Some(name)) => Some(format!("{ns}/{name}")),
+            (None, Some(name)) => Some(name.clone()),
+            _ => None,
         }
+    }
+    /// How a person names the pod: `namespace/name`, else its namespace's bind-mount name.
+    pub fn display_name(&self) -> String {
+        self.k8s_name()
+            .or_else(|| self.pod.clone())
+            .unwrap_or_else(|| "?".into())
+    }
+    /// "pod ns/name (cali1234)" style label.
+    pub fn label(&self) -> String {
+        format!("pod {} ({})", self.display_name(), self.host_veth)
     }
 }
 
@@ -325,6 +356,10 @@ fn pod_report(
         netns_path: ns.as_ref().map(|n| n.path.clone()),
         interface: None,
         ips: vec![],
+        k8s_namespace: None,
+        k8s_pod: None,
+        k8s_pod_uid: None,
+        container_id: None,
         findings: vec![],
     };
     let (Some(ns), Some(view)) = (ns, view) else {
