@@ -12,6 +12,7 @@ use super::doctor::line as finding_line;
 use crate::checks::{Finding, Severity};
 use crate::cni::env::escape_control;
 use crate::engine::doctor::{self, Options, PodReport, Report};
+use std::io::Write;
 
 /// NPD's default `max_output_length` (pkg/custompluginmonitor/types/config.go).
 pub const DEFAULT_MAX_OUTPUT_LENGTH: usize = 80;
@@ -241,8 +242,9 @@ pub fn unknown(what: &str, max_len: usize) -> Answer {
     }
 }
 
+/// Writes that cannot panic: NPD may have gone (killed us on timeout) and closed the pipes.
 fn print(a: &Answer) -> i32 {
-    println!("{}", a.line);
+    let _ = writeln!(std::io::stdout(), "{}", a.line);
     a.exit_code
 }
 
@@ -268,11 +270,11 @@ pub fn main(opts: &Options, s: Settings) -> i32 {
                     log.push_str(&finding_line(&p.label(), f));
                 }
             }
-            eprint!("{log}");
+            let _ = std::io::stderr().write_all(log.as_bytes());
             print(&summarize(&r, s))
         }
         Err(e) => {
-            eprintln!("calico-preflight doctor: {e}");
+            let _ = writeln!(std::io::stderr(), "calico-preflight doctor: {e}");
             print(&unknown(&e.to_string(), s.max_len))
         }
     }
