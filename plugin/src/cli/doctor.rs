@@ -1,6 +1,7 @@
 //! `calico-preflight doctor`: the node and every Calico pod on it, as a report.
 
 use super::grammar::{usage_error, Args, Parsed};
+use super::npd;
 use crate::checks::{Finding, Severity};
 use crate::cni::env::escape_control;
 use crate::engine::doctor::{self, Options, Report};
@@ -38,21 +39,33 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
                             as flags are used as given; /proc is always the live one. It
                             replaces the hostRoot of calico-preflight's installed entry
   --timeout-ms MS           bound on the kernel queries of each pod (default 2000)
+  --npd                     answer as a node-problem-detector custom plugin: one line on
+                            stdout (the most important finding first), exit 0 OK, 1 a
+                            problem (errors), 2 could not check (scan failed, usage error)
+  --npd-warnings            with --npd: warnings are a problem too (exit 1)
+  --max-output-length N     with --npd: the line's bound in bytes, cut on a UTF-8 boundary
+                            (default 80, NPD's max_output_length; 1..4096)
   -h, --help                this text
 
 Exit status: 0 all healthy, 1 warnings only, 2 errors, 3 the scan itself failed,
-64 usage error.
+64 usage error. With --npd: 0 OK, 1 a problem, 2 could not check (see --npd).
 ";
 
 pub fn main(args: Vec<OsString>) -> i32 {
-    let (opts, json) = match parse(args) {
+    let npd_mode = npd::requested(&args);
+    let (opts, json, npd) = match parse(args) {
         Ok(Parsed::Run(x)) => x,
         Ok(Parsed::Help) => {
             print!("{HELP}");
             return 0;
         }
+        // NPD shows stdout and treats every status but 0 and 1 as Unknown.
+        Err(e) if npd_mode => return npd::usage_error(&e),
         Err(e) => return usage_error("doctor", &e),
     };
+    if let Some(s) = npd {
+        return npd::main(&opts, s);
+    }
     let report = match doctor::run(&opts) {
         Ok(r) => r,
         Err(e) => {
@@ -80,15 +93,24 @@ fn runtime_config(a: &mut Args) -> Result<Option<PathBuf>, String> {
     Ok((p != Path::new(NO_CONFIG)).then_some(p))
 }
 
-fn parse(args: Vec<OsString>) -> Result<Parsed<(Options, bool)>, String> {
+type Cli = (Options, bool, Option<npd::Settings>);
+
+fn parse(args: Vec<OsString>) -> Result<Parsed<Cli>, String> {
     let mut o = Options::default();
     let mut json = false;
+    let (mut npd_on, mut npd_s, mut npd_len) = (false, npd::Settings::default(), false);
     let (mut netns_dirs, mut bin_dirs) = (vec![], vec![]);
     let mut a = Args::new(args);
     while let Some(flag) = a.next_flag()? {
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--json" => json = true,
+            "--npd" => npd_on = true,
+            "--npd-warnings" => npd_s.warnings = true,
+            "--max-output-length" => {
+                npd_s.max_len = npd::parse_max_output_length(&a.string()?)?;
+                npd_len = true;
+            }
             "--no-proc-scan" => o.scan_procs = false,
             "--prefix" => {
                 o.prefixes = a
@@ -138,12 +160,18 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<(Options, bool)>, String> {
     if !bin_dirs.is_empty() {
         o.cni_path = bin_dirs;
     }
-    Ok(Parsed::Run((o, json)))
+    if !npd_on && (npd_s.warnings || npd_len) {
+        return Err("--npd-warnings and --max-output-length go with --npd".into());
+    }
+    if npd_on && json {
+        return Err("--npd and --json are two different outputs: pick one".into());
+    }
+    Ok(Parsed::Run((o, json, npd_on.then_some(npd_s))))
 }
 
 /// One finding per line: names taken from the node (a netns file name may hold a newline)
 /// are escaped so that they cannot start a line of their own.
-fn line(who: &str, f: &Finding) -> String {
+pub(super) fn line(who: &str, f: &Finding) -> String {
     let text = format!(
         "[{} {}] {}: {}, on {}. Expected: {}. Found: {}. What to do: {}",
         f.severity.label(),

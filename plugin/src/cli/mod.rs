@@ -5,6 +5,7 @@
 pub mod doctor;
 pub mod grammar;
 pub mod install;
+pub mod npd;
 
 use grammar::EX_USAGE;
 use std::ffi::OsString;
