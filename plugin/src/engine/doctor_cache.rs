@@ -181,3 +181,28 @@ pub struct PodNotFound {
 
 /// How many names a "not found" lists.
 pub const NOT_FOUND_LISTED: usize = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_dir_is_the_hosts_and_includes_dockershims() {
+        let mut o = Options::default();
+        assert_eq!(
+            results_dirs(&o),
+            [
+                PathBuf::from("/var/lib/cni/results"),
+                PathBuf::from("/var/lib/cni/cache/results")
+            ]
+        );
+        o.host_root = Some("/nonexistent-root".into());
+        assert_eq!(
+            results_dirs(&o)[0],
+            PathBuf::from("/nonexistent-root/var/lib/cni/results")
+        );
+        // A dir given as a flag is used as given.
+        o.cni_cache_dir = "/srv/cni".into();
+        assert_eq!(results_dirs(&o), [PathBuf::from("/srv/cni/results")]);
+    }
+}

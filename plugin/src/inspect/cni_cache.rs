@@ -394,7 +394,7 @@ mod tests {
         // SAFETY: mkfifo on a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         let c = read(&[results.clone(), root.join("cache/results")]).unwrap();
-        assert_eq!(c.dirs, [results.clone()]);
+        assert_eq!(c.dirs, std::slice::from_ref(&results));
         assert_eq!(c.entries.len(), 1);
         assert_eq!(c.problems.len(), 2, "{:?}", c.problems);
         assert!(c.problems.iter().any(|p| p.detail.contains("not JSON")));
@@ -403,6 +403,35 @@ mod tests {
             .iter()
             .any(|p| p.detail.contains("not a regular file")));
         assert_eq!(sandbox_state(Path::new("/"), &c.entries[0]), Sandbox::Gone);
+    }
+
+    #[test]
+    fn sandboxes_are_host_paths_read_under_the_root() {
+        let t = TempDir::new("cnicache-root");
+        let root = t.dir("host");
+        std::fs::create_dir_all(root.join("run/netns")).unwrap();
+        std::os::unix::fs::symlink("/run", root.join("var-run")).unwrap();
+        // An unmounted bind-mount file (or mounts not propagated here): cannot tell.
+        std::fs::write(root.join("run/netns/cni-x"), "").unwrap();
+        let e = |p: &str| CacheEntry {
+            sandbox: Some(p.into()),
+            ..CacheEntry::default()
+        };
+        assert_eq!(
+            sandbox_state(&root, &e("/run/netns/cni-x")),
+            Sandbox::Unknown
+        );
+        // Through the host's own absolute symlink, inside the root.
+        assert_eq!(
+            sandbox_state(&root, &e("/var-run/netns/cni-x")),
+            Sandbox::Unknown
+        );
+        assert_eq!(sandbox_state(&root, &e("/run/netns/cni-y")), Sandbox::Gone);
+        // /proc is the live one, whatever the root.
+        assert!(matches!(
+            sandbox_state(&root, &e("/proc/self/ns/net")),
+            Sandbox::Live(..)
+        ));
     }
 
     #[test]
