@@ -362,3 +362,60 @@ fn orphan_veths_and_leaked_entries_are_found_only_where_the_cache_is_in_use() {
         text.stdout
     );
 }
+
+/// Through a real runtime: containerd's CRI writes the cache entry itself (its default dir,
+/// /var/lib/cni), with the kubelet's pod name and namespace from the sandbox config.
+#[test]
+fn doctor_names_a_pod_containerd_started() {
+    use calico_preflight_integration::cri::{self, Containerd};
+    cri::available().unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new("dc-cri-bin");
+    let (fc, cp) = (bin("fake-calico"), bin("calico-preflight"));
+    cri::make_bin_dir(
+        dir.path(),
+        &[
+            ("fake-calico", fc.as_path()),
+            ("calico-preflight", cp.as_path()),
+        ],
+    )
+    .expect("bin dir");
+    let c = Containerd::start(dir.path()).unwrap_or_else(|e| panic!("containerd: {e}"));
+    let list = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "plugins": [
+        {"type": "fake-calico", "ips": ["10.244.7.9/32"]},
+        {"type": "calico-preflight", "mode": "warn"}]});
+    c.set_conflist(&list.to_string()).expect("conflist");
+    let sb = c
+        .run_pod_sandbox("web-7", "shop")
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log_tail(30)));
+    let out = std::process::Command::new("timeout")
+        .args(["30", "nsenter"])
+        .arg(format!("--net=/run/netns/{}", c.netns_name()))
+        .arg(bin("calico-preflight"))
+        .args([
+            "doctor",
+            "--json",
+            "--netns-dir",
+            "/run/netns",
+            "--no-proc-scan",
+        ])
+        .arg("--conf-dir")
+        .arg(c.work_dir().join("net.d"))
+        .args(["--containerd-config", "none", "--crio-config", "none"])
+        .output()
+        .expect("run doctor");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let pods = v["pods"].as_array().expect("pods").clone();
+    let removed = c.stop_and_remove(&sb.id);
+    assert_eq!(pods.len(), 1, "{v:#}");
+    assert_eq!(pods[0]["k8sNamespace"], "shop", "{v:#}");
+    assert_eq!(pods[0]["k8sPod"], "web-7", "{v:#}");
+    assert_eq!(pods[0]["containerId"], sb.id.as_str(), "{v:#}");
+    assert!(pods[0]["k8sPodUid"].is_string(), "{v:#}");
+    removed.expect("stop/remove");
+}
