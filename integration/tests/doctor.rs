@@ -64,6 +64,9 @@ fn doctor(n: &Node, extra: &[&str]) -> PluginRun {
         n.conf_dir.display().to_string(),
         "--cni-bin-dir".into(),
         n.conf_dir.join("bin").display().to_string(),
+        // Hermetic: not the machine's /var/lib/cni, which containerd tests write.
+        "--cni-cache-dir".into(),
+        n.conf_dir.join("no-cni-cache").display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     // A hung scan fails the test (exit 124) instead of hanging the suite.

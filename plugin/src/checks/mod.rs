@@ -20,6 +20,8 @@ pub mod host_veth_mac;
 pub mod host_veth_peer;
 pub mod ip_conflict;
 pub mod iptables_backend;
+pub mod leaked_cache_entry;
+pub mod orphan_veth;
 pub mod pod_arp;
 pub mod pod_default_route;
 pub mod pod_gateway_route;

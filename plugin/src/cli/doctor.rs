@@ -39,6 +39,12 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
                             as flags are used as given; /proc is always the live one. It
                             replaces the hostRoot of calico-preflight's installed entry
   --timeout-ms MS           bound on the kernel queries of each pod (default 2000)
+  --cni-cache-dir DIR       libcni's cache dir, whose results/<network>-<container>-<ifname>
+                            entries name each pod namespace/name (default /var/lib/cni, read
+                            under --host-root, with dockershim's and cri-dockerd's
+                            /var/lib/cni/cache; containerd, CRI-O and podman write it)
+  --pod NAMESPACE/NAME      check only that pod, as the cache names it (the node checks
+                            still run)
   --npd                     answer as a node-problem-detector custom plugin: one line on
                             stdout (the most important finding first), exit 0 OK, 1 a
                             problem (errors), 2 could not check (scan failed, usage error)
@@ -48,7 +54,8 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
   -h, --help                this text
 
 Exit status: 0 all healthy, 1 warnings only, 2 errors, 3 the scan itself failed,
-64 usage error. With --npd: 0 OK, 1 a problem, 2 could not check (see --npd).
+4 the --pod named is on none of this node's links, 64 usage error. With --npd: 0 OK,
+1 a problem, 2 could not check (see --npd; also a --pod on none of this node's links).
 ";
 
 pub fn main(args: Vec<OsString>) -> i32 {
@@ -142,6 +149,8 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<Cli>, String> {
                 }
                 o.host_root = Some(r);
             }
+            "--cni-cache-dir" => o.cni_cache_dir = a.path()?,
+            "--pod" => o.pod = Some(pod_selector(&a.string()?)?),
             "--timeout-ms" => {
                 let v = a.string()?;
                 let ms: u64 = v
@@ -169,6 +178,18 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<Cli>, String> {
     Ok(Parsed::Run((o, json, npd_on.then_some(npd_s))))
 }
 
+/// `--pod NAMESPACE/NAME`: both parts non-empty, as Kubernetes names are.
+fn pod_selector(v: &str) -> Result<(String, String), String> {
+    match v.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!(
+            "--pod takes NAMESPACE/NAME, e.g. default/web-0, got {v:?}"
+        )),
+    }
+}
+
 /// One finding per line: names taken from the node (a netns file name may hold a newline)
 /// are escaped so that they cannot start a line of their own.
 pub(super) fn line(who: &str, f: &Finding) -> String {
@@ -186,9 +207,42 @@ pub(super) fn line(who: &str, f: &Finding) -> String {
     format!("{}\n", escape_control(&text))
 }
 
+/// The table's pod column: `namespace/name` (and the namespace's name) when the cache names
+/// the pod, else the namespace's name as before.
+fn table_name(p: &crate::engine::doctor::PodReport) -> String {
+    match (p.k8s_name(), &p.pod) {
+        (Some(k), Some(ns)) => format!("{k} ({ns})"),
+        (Some(k), None) => k,
+        (None, ns) => ns.clone().unwrap_or_else(|| "?".into()),
+    }
+}
+
 /// The text report: findings first (node, then pods), then the summary table.
 pub fn render(r: &Report, prefix: &str) -> String {
     let mut out = String::new();
+    if let Some(nf) = &r.pod_not_found {
+        let listed = if nf.found.is_empty() {
+            String::new()
+        } else {
+            let more = nf.pods_found.saturating_sub(nf.found.len());
+            format!(
+                ": {}{}",
+                nf.found.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        };
+        out.push_str(&escape_control(&format!(
+            "No pod {} on this node's {prefix}* links ({} pod(s) found{listed}); its pod \
+             checks did not run. Only pods that libcni's cache (--cni-cache-dir) names can be \
+             selected.\n",
+            nf.pod, nf.pods_found
+        )));
+        out.push('\n');
+    }
     for f in &r.node {
         out.push_str(&line("node", f));
     }
@@ -230,7 +284,7 @@ pub fn render(r: &Report, prefix: &str) -> String {
                 p.host_veth,
                 status,
                 p.ips.join(","),
-                escape_control(p.pod.as_deref().unwrap_or("?"))
+                escape_control(&table_name(p))
             ));
         }
     }

@@ -169,6 +169,16 @@ fn pod_items(pods: &[PodReport], s: Severity) -> Vec<String> {
 /// The report as NPD's answer: errors first (the node's before the pods', since every new pod
 /// on a broken node fails), then, with `warnings`, the warnings in the same order.
 pub fn summarize(r: &Report, s: Settings) -> Answer {
+    // `--pod` naming a pod this node does not have: no verdict on it, not "healthy".
+    if let Some(nf) = &r.pod_not_found {
+        return unknown(
+            &format!(
+                "no pod {} on this node ({} pods found)",
+                nf.pod, nf.pods_found
+            ),
+            s.max_len,
+        );
+    }
     let node_errors = checks_at(&r.node, Severity::Error);
     let node_warnings = checks_at(&r.node, Severity::Warn);
     let error_pods = pod_items(&r.pods, Severity::Error);
@@ -327,6 +337,8 @@ mod tests {
                 by_check: Default::default(),
             },
             exit_code: 0,
+            cni_cache: None,
+            pod_not_found: None,
         }
     }
 
@@ -504,6 +516,22 @@ mod tests {
             .line
             .starts_with("1 pod broken: host-route on 名前空間/日本語"));
         assert!(a.line.len() <= 80 && a.line.len() >= 77, "{:?}", a.line);
+    }
+
+    #[test]
+    fn a_pod_not_on_this_node_is_unknown_not_healthy() {
+        let mut r = report(vec![], vec![]);
+        r.pod_not_found = Some(crate::engine::doctor_cache::PodNotFound {
+            pod: "default/web-0".into(),
+            pods_found: 3,
+            found: vec![],
+        });
+        let a = summarize(&r, Settings::default());
+        assert_eq!(a.exit_code, UNKNOWN);
+        assert_eq!(
+            a.line,
+            "could not check: no pod default/web-0 on this node (3 pods found)"
+        );
     }
 
     #[test]

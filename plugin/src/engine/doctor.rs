@@ -6,6 +6,7 @@ use crate::checks::{
     Finding, PodFacts, Severity,
 };
 use crate::config::Config;
+use crate::engine::doctor_cache;
 use crate::engine::install::conflist::OUR_TYPE;
 use crate::inspect::calico_conf::CalicoConf;
 use crate::inspect::cni_files::{self, CniFilesQuery};
@@ -148,8 +149,14 @@ pub struct Report {
     pub node: Vec<Finding>,
     pub pods: Vec<PodReport>,
     pub summary: Summary,
-    /// 0: all healthy, 1: warnings only, 2: errors.
+    /// 0: all healthy, 1: warnings only, 2: errors, 4: `--pod` names no pod found here.
     pub exit_code: i32,
+    /// Where libcni's result cache was read and what it held; absent: no cache dir.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni_cache: Option<super::doctor_cache::CacheSummary>,
+    /// `--pod` named a pod that none of this node's links belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_not_found: Option<super::doctor_cache::PodNotFound>,
 }
 
 /// What doctor checks with: the runtime's dirs and our installed entry's settings, so that its
@@ -165,6 +172,8 @@ struct Setup {
     calico: Option<CalicoConf>,
     /// The host root the node files are read under (see [`Options::host_root`]).
     host_root: PathBuf,
+    /// Calico's conflist `name` (libcni's cache entries are keyed by it).
+    calico_network: Option<String>,
 }
 
 impl Setup {
@@ -221,6 +230,10 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
     // Calico's entry in the same conflist ADD reads it from (app.rs): its IPAM decides each
     // pod's expected routes and families, so doctor's verdict is ADD's.
     let calico = CalicoConf::from_files(&files, &o.main_plugin);
+    let calico_network = files
+        .ours
+        .and_then(|i| files.files.get(i))
+        .and_then(|f| f.name.clone());
     let cfg = match installed_entry(&files) {
         // ADD fails every pod with this config: doctor cannot say what ADD would decide.
         Some((path, entry)) => Config::from_json(&entry).map_err(|e| InspectError::Io {
@@ -266,6 +279,7 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
         search_dirs,
         calico,
         host_root,
+        calico_network,
     })
 }
 
@@ -305,6 +319,7 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
             (v, ns)
         })
         .collect();
+    let (cache, pairs, claims, not_found) = cache_and_selection(o, &s, pairs);
     let found: Vec<(String, u32)> = pairs
         .iter()
         .filter_map(|(v, ns)| Some((ns.as_ref()?.path.clone(), v.peer_index?)))
@@ -321,23 +336,117 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     let net = inspect::hostnet::gather(&mut nl, true, true)?;
     let mut pods = Vec::with_capacity(pairs.len());
     let mut families: Option<inspect::calico_conf::Families> = None;
-    for (veth, ns) in pairs {
+    for ((veth, ns), claim) in pairs.into_iter().zip(claims) {
         let view = match (&ns, veth.peer_index) {
             (Some(_), Some(_)) => views.next(),
             _ => None,
         };
         nl.set_deadline(Deadline::after(s.timeout));
-        let report = pod_report(&mut nl, veth, ns, view, &s, &net)?;
+        let paired = view.is_some();
+        let mut report = pod_report(&mut nl, veth, ns.clone(), view, &s, &net)?;
+        cache_report(
+            &cache,
+            &mut report,
+            claim.as_ref(),
+            ns.as_ref().filter(|_| paired),
+            &s,
+        );
         let ips: Vec<IpNetwork> = report.ips.iter().filter_map(|i| i.parse().ok()).collect();
         let f = inspect::calico_conf::Families::of(&ips);
         families = Some(families.map_or(f, |a| a.union(f)));
         pods.push(report);
     }
-    let (node, links) = node_findings(o, &s, families)?;
+    let (mut node, links) = node_findings(o, &s, families)?;
     for p in &mut pods {
         host_network_manager::name_mac_policy(&mut p.findings, &links);
     }
-    Ok(summarize(node, pods))
+    node.extend(leaked_entries(&mut nl, &cache, &s)?);
+    let mut report = summarize(node, pods);
+    report.cni_cache = cache.summary();
+    if not_found.is_some() {
+        report.exit_code = 4;
+    }
+    report.pod_not_found = not_found;
+    Ok(report)
+}
+
+type Pair = (inspect::Link, Option<NetnsRef>);
+
+/// libcni's result cache, each link's entry, and `--pod`'s selection of the links.
+fn cache_and_selection(
+    o: &Options,
+    s: &Setup,
+    pairs: Vec<Pair>,
+) -> (
+    doctor_cache::CacheView,
+    Vec<Pair>,
+    Vec<Option<inspect::cni_cache::CacheEntry>>,
+    Option<doctor_cache::PodNotFound>,
+) {
+    let cache = doctor_cache::CacheView::gather(o, &s.host_root, s.calico_network.clone());
+    let claims: Vec<_> = pairs
+        .iter()
+        .map(|(v, ns)| cache.entry_for(&v.name, ns.as_ref()).cloned())
+        .collect();
+    let Some(sel) = &o.pod else {
+        return (cache, pairs, claims, None);
+    };
+    let total = pairs.len();
+    let mut names = Vec::new();
+    let (mut kept, mut kept_claims) = (Vec::new(), Vec::new());
+    for (p, c) in pairs.into_iter().zip(claims) {
+        if doctor_cache::selects(sel, c.as_ref()) {
+            kept.push(p);
+            kept_claims.push(c);
+        } else if names.len() < doctor_cache::NOT_FOUND_LISTED {
+            let name = c
+                .as_ref()
+                .and_then(|e| e.k8s_name())
+                .or_else(|| p.1.as_ref().map(|n| n.label.clone()))
+                .unwrap_or_else(|| "?".into());
+            names.push(format!("{name} ({})", p.0.name));
+        }
+    }
+    let not_found = kept.is_empty().then(|| doctor_cache::PodNotFound {
+        pod: format!("{}/{}", sel.0, sel.1),
+        pods_found: total,
+        found: names,
+    });
+    (cache, kept, kept_claims, not_found)
+}
+
+/// The pod's names from its cache entry, and `orphan-veth` when its namespace was found.
+fn cache_report(
+    cache: &doctor_cache::CacheView,
+    r: &mut PodReport,
+    claim: Option<&inspect::cni_cache::CacheEntry>,
+    paired_ns: Option<&NetnsRef>,
+    s: &Setup,
+) {
+    doctor_cache::name_report(r, claim);
+    if let Some(ns) = paired_ns {
+        let f = cache.orphan_findings(&r.host_veth, ns);
+        r.findings
+            .extend(doctor_cache::with_overrides(f, s.overrides()));
+    }
+}
+
+/// `leaked-cache-entry`, judged against every link of the host.
+fn leaked_entries(
+    nl: &mut Netlink,
+    cache: &doctor_cache::CacheView,
+    s: &Setup,
+) -> Result<Vec<Finding>, InspectError> {
+    if cache.entries.is_empty() {
+        return Ok(vec![]);
+    }
+    nl.set_deadline(Deadline::after(s.timeout));
+    let links: std::collections::HashSet<String> =
+        nl.links()?.into_iter().map(|l| l.name).collect();
+    Ok(doctor_cache::with_overrides(
+        cache.leak_findings(&links),
+        s.overrides(),
+    ))
 }
 
 type PodOutcome = Result<Result<inspect::PodView, inspect::NetnsProblem>, InspectError>;
@@ -490,5 +599,7 @@ fn summarize(node: Vec<Finding>, pods: Vec<PodReport>) -> Report {
         pods,
         summary,
         exit_code,
+        cni_cache: None,
+        pod_not_found: None,
     }
 }

@@ -3,4 +3,5 @@
 //! renders what these return.
 
 pub mod doctor;
+pub mod doctor_cache;
 pub mod install;

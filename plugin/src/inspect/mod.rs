@@ -5,6 +5,7 @@
 
 pub mod calico_conf;
 pub mod calico_node_files;
+pub mod cni_cache;
 pub mod cni_files;
 pub mod elf;
 pub mod hostnet;

@@ -1,0 +1,208 @@
+//! doctor and libcni's result cache: pods named by the entry the runtime recorded for them,
+//! and the reconciliation of cache against node (`orphan-veth`, `leaked-cache-entry`).
+
+use super::doctor::{Options, PodReport, DEFAULT_CNI_CACHE_DIR};
+use crate::checks::{leaked_cache_entry, orphan_veth, CheckId, Finding, Severity};
+use crate::inspect::cni_cache::{self, CacheEntry, Claim, CniCache, Sandbox};
+use crate::inspect::rooted::resolve_under;
+use crate::inspect::scan::NetnsRef;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// The cache as read for one scan, each entry with where its sandbox stands.
+pub struct CacheView {
+    pub cache: Option<CniCache>,
+    pub entries: Vec<(CacheEntry, Sandbox)>,
+    pub calico_network: Option<String>,
+    pub prefixes: Vec<String>,
+    /// The cache holds entries of Calico's network: "no entry" means something.
+    pub in_use: bool,
+}
+
+/// The results dirs to read: `<dir>/results`; at the default dir (read under --host-root),
+/// also `<dir>/cache/results`, where dockershim and cri-dockerd keep theirs (kubelet's and
+/// cri-dockerd's `--cni-cache-dir` default /var/lib/cni/cache).
+pub fn results_dirs(o: &Options) -> Vec<PathBuf> {
+    if o.cni_cache_dir == Path::new(DEFAULT_CNI_CACHE_DIR) {
+        let root = o.host_root.clone().unwrap_or_else(|| PathBuf::from("/"));
+        let d = resolve_under(&root, &o.cni_cache_dir);
+        vec![d.join("results"), d.join("cache").join("results")]
+    } else {
+        vec![o.cni_cache_dir.join("results")]
+    }
+}
+
+impl CacheView {
+    /// `root`: where the host's paths (the entries' sandboxes) are read under.
+    pub fn gather(o: &Options, root: &Path, calico_network: Option<String>) -> CacheView {
+        let cache = cni_cache::read(&results_dirs(o));
+        let entries: Vec<(CacheEntry, Sandbox)> = cache
+            .iter()
+            .flat_map(|c| c.entries.iter())
+            .map(|e| (e.clone(), cni_cache::sandbox_state(root, e)))
+            .collect();
+        let in_use = entries
+            .iter()
+            .any(|(e, _)| e.is_calicos(calico_network.as_deref(), &o.prefixes));
+        CacheView {
+            cache,
+            entries,
+            calico_network,
+            prefixes: o.prefixes.clone(),
+            in_use,
+        }
+    }
+
+    /// Every entry naming `link` as a host interface, with what it says of the pod in `ns`.
+    fn named_by(&self, link: &str, ns: Option<&NetnsRef>) -> Vec<(&CacheEntry, Claim)> {
+        let pod = ns.and_then(|n| cni_cache::ns_identity(Path::new(&n.path)).ok());
+        self.entries
+            .iter()
+            .filter(|(e, _)| e.host_ifaces.iter().any(|i| i == link))
+            .map(|(e, s)| (e, cni_cache::claim(*s, pod)))
+            .collect()
+    }
+
+    /// The entry of the pod on `link` (peer in `ns`, when found): the one whose sandbox is the
+    /// pod's namespace; failing that, the only one that may be.
+    pub fn entry_for(&self, link: &str, ns: Option<&NetnsRef>) -> Option<&CacheEntry> {
+        let named = self.named_by(link, ns);
+        if let Some((e, _)) = named.iter().find(|(_, c)| *c == Claim::ThisPod) {
+            return Some(e);
+        }
+        let mut maybe = named.iter().filter(|(_, c)| *c == Claim::Unsure);
+        match (maybe.next(), maybe.next()) {
+            (Some((e, _)), None) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// `orphan-veth` for a pod whose namespace was found (an unpaired link is host-veth's).
+    pub fn orphan_findings(&self, link: &str, ns: &NetnsRef) -> Vec<Finding> {
+        let dirs = self
+            .cache
+            .as_ref()
+            .map(|c| c.dirs.clone())
+            .unwrap_or_default();
+        orphan_veth::check(&orphan_veth::Facts {
+            link,
+            netns: &ns.path,
+            cache_dirs: &dirs,
+            cache_in_use: self.in_use,
+            named_by: self.named_by(link, Some(ns)),
+        })
+    }
+
+    /// `leaked-cache-entry` over every entry; `host_links`: every link name in the host.
+    pub fn leak_findings(&self, host_links: &HashSet<String>) -> Vec<Finding> {
+        leaked_cache_entry::check(&leaked_cache_entry::Facts {
+            entries: &self.entries,
+            host_links,
+            calico_network: self.calico_network.as_deref(),
+            prefixes: &self.prefixes,
+        })
+    }
+
+    /// For the report: where the cache was read, what it held, what could not be read.
+    pub fn summary(&self) -> Option<CacheSummary> {
+        let c = self.cache.as_ref()?;
+        Some(CacheSummary {
+            dirs: c.dirs.iter().map(|d| d.display().to_string()).collect(),
+            entries: c.entries.len(),
+            calico_entries: self
+                .entries
+                .iter()
+                .filter(|(e, _)| e.is_calicos(self.calico_network.as_deref(), &self.prefixes))
+                .count(),
+            problems: c
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.path.display(), p.detail))
+                .collect(),
+            truncated: c.truncated,
+        })
+    }
+}
+
+/// The `cniCache` section of doctor's JSON report (absent when no results dir exists).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheSummary {
+    pub dirs: Vec<String>,
+    pub entries: usize,
+    pub calico_entries: usize,
+    pub problems: Vec<String>,
+    pub truncated: bool,
+}
+
+/// The pod's names, from its entry.
+pub fn name_report(r: &mut PodReport, e: Option<&CacheEntry>) {
+    let Some(e) = e else { return };
+    r.k8s_namespace = e.k8s_namespace.clone();
+    r.k8s_pod = e.k8s_pod.clone();
+    r.k8s_pod_uid = e.k8s_pod_uid.clone();
+    r.container_id = e.container_id.clone();
+}
+
+/// `--pod NAMESPACE/NAME` selects the entry's pod.
+pub fn selects(sel: &(String, String), e: Option<&CacheEntry>) -> bool {
+    e.is_some_and(|e| {
+        e.k8s_namespace.as_deref() == Some(sel.0.as_str())
+            && e.k8s_pod.as_deref() == Some(sel.1.as_str())
+    })
+}
+
+/// The operator's severity for a doctor-only check, as the pod and node checks get theirs.
+pub fn with_overrides(
+    findings: Vec<Finding>,
+    overrides: impl Fn(CheckId) -> Option<Severity>,
+) -> Vec<Finding> {
+    findings
+        .into_iter()
+        .filter_map(|f| match overrides(f.check) {
+            Some(Severity::Off) => None,
+            Some(sev) => Some(f.at(sev)),
+            None => Some(f),
+        })
+        .collect()
+}
+
+/// `--pod` named a pod that is not on this node's links.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodNotFound {
+    /// `namespace/name` as given.
+    pub pod: String,
+    /// How many pods (host links) were found, and the first of them by name.
+    pub pods_found: usize,
+    pub found: Vec<String>,
+}
+
+/// How many names a "not found" lists.
+pub const NOT_FOUND_LISTED: usize = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_dir_is_the_hosts_and_includes_dockershims() {
+        let mut o = Options::default();
+        assert_eq!(
+            results_dirs(&o),
+            [
+                PathBuf::from("/var/lib/cni/results"),
+                PathBuf::from("/var/lib/cni/cache/results")
+            ]
+        );
+        o.host_root = Some("/nonexistent-root".into());
+        assert_eq!(
+            results_dirs(&o)[0],
+            PathBuf::from("/nonexistent-root/var/lib/cni/results")
+        );
+        // A dir given as a flag is used as given.
+        o.cni_cache_dir = "/srv/cni".into();
+        assert_eq!(results_dirs(&o), [PathBuf::from("/srv/cni/results")]);
+    }
+}
