@@ -419,3 +419,32 @@ fn doctor_names_a_pod_containerd_started() {
     assert!(pods[0]["k8sPodUid"].is_string(), "{v:#}");
     removed.expect("stop/remove");
 }
+
+/// A KubeVirt migration target (calico-ipam returned no routes, Calico skipped the host route:
+/// k8s.go `skipHostSideRoutes`): doctor, knowing the pod's name and result from the cache,
+/// warns as ADD does; the same wiring for another pod name is an error.
+#[test]
+fn a_kubevirt_migration_target_warns_as_in_add() {
+    let n = node(&[
+        (
+            "vms",
+            "virt-launcher-vm1-x7k2p",
+            json!({"break": ["no-host-route"]}),
+        ),
+        ("default", "web-0", json!({"break": ["no-host-route"]})),
+    ]);
+    write_pod_entry(&n, 0);
+    write_pod_entry(&n, 1);
+    let (run, v) = json_doctor(&n, &[]);
+    assert_eq!(run.status, 2, "{run:?}");
+    let severity = |i: usize| {
+        pod_by_veth(&v, &n.veth(i))["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .find(|f| f["check"] == "host-route")
+            .map(|f| f["severity"].clone())
+    };
+    assert_eq!(severity(0), Some(json!("warn")), "{v:#}");
+    assert_eq!(severity(1), Some(json!("error")), "{v:#}");
+}

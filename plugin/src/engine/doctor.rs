@@ -343,7 +343,7 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
         };
         nl.set_deadline(Deadline::after(s.timeout));
         let paired = view.is_some();
-        let mut report = pod_report(&mut nl, veth, ns.clone(), view, &s, &net)?;
+        let mut report = pod_report(&mut nl, veth, ns.clone(), view, claim.as_ref(), &s, &net)?;
         cache_report(
             &cache,
             &mut report,
@@ -456,6 +456,7 @@ fn pod_report(
     veth: inspect::Link,
     ns: Option<NetnsRef>,
     view: Option<PodOutcome>,
+    claim: Option<&inspect::cni_cache::CacheEntry>,
     s: &Setup,
     net: &inspect::hostnet::HostNet,
 ) -> Result<PodReport, InspectError> {
@@ -507,7 +508,9 @@ fn pod_report(
         ifname: ifname.clone().unwrap_or_default(),
         pod_ips: ips,
         host_ifaces: vec![veth.name.clone()],
-        ..Target::default()
+        // What ADD knew from CNI_ARGS and its prevResult, from the runtime's cache entry.
+        pod_name: claim.and_then(|c| c.k8s_pod.clone()),
+        result_has_routes: claim.and_then(|c| c.result_has_routes),
     };
     let host = inspect::gather_host_shared(nl, &target, pod.as_ref().ok(), net.clone())?;
     let facts = PodFacts {

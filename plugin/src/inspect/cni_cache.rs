@@ -46,6 +46,10 @@ pub struct CacheEntry {
     pub sandbox: Option<String>,
     /// The result's addresses (`ips[].address`; 0.1.0/0.2.0: `ip4.ip`, `ip6.ip`).
     pub ips: Vec<String>,
+    /// Whether the result lists routes (`None`: no result). Calico's calico-ipam returns none
+    /// for a KubeVirt migration target and then programs no host routes (k8s.go
+    /// skipHostSideRoutes): doctor judges such a pod as ADD did.
+    pub result_has_routes: Option<bool>,
 }
 
 impl CacheEntry {
@@ -212,6 +216,15 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<CacheEntry, String> {
     for fam in ["ip4", "ip6"] {
         e.ips.extend(s(&result[fam]["ip"]));
     }
+    // As ADD reads its prevResult: absent and empty alike.
+    e.result_has_routes = result.as_object().map(|_| {
+        result["routes"].as_array().is_some_and(|r| !r.is_empty())
+            || ["ip4", "ip6"].iter().any(|f| {
+                result[f]["routes"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            })
+    });
     Ok(e)
 }
 
