@@ -38,6 +38,10 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
                             as flags are used as given; /proc is always the live one. It
                             replaces the hostRoot of calico-preflight's installed entry
   --timeout-ms MS           bound on the kernel queries of each pod (default 2000)
+  --no-probe                skip the active gateway probe (pod-gateway-probe: one ARP request
+                            for 169.254.1.1 / one IPv6 neighbor solicitation from inside each
+                            pod; the host learns the pod's neighbour entry, as from the pod's
+                            first packet)
   -h, --help                this text
 
 Exit status: 0 all healthy, 1 warnings only, 2 errors, 3 the scan itself failed,
@@ -90,6 +94,7 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<(Options, bool)>, String> {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--json" => json = true,
             "--no-proc-scan" => o.scan_procs = false,
+            "--no-probe" => o.probe = false,
             "--prefix" => {
                 o.prefixes = a
                     .string()?

@@ -165,6 +165,8 @@ struct Setup {
     calico: Option<CalicoConf>,
     /// The host root the node files are read under (see [`Options::host_root`]).
     host_root: PathBuf,
+    /// [`Options::probe`].
+    probe: bool,
 }
 
 impl Setup {
@@ -266,6 +268,7 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
         search_dirs,
         calico,
         host_root,
+        probe: o.probe,
     })
 }
 
@@ -401,11 +404,19 @@ fn pod_report(
         ..Target::default()
     };
     let host = inspect::gather_host_shared(nl, &target, pod.as_ref().ok(), net.clone())?;
+    // The active probe, unless --no-probe or the entry turns the check off; with the entry's
+    // probeTimeoutMs, as ADD would wait.
+    let probe = (s.probe
+        && s.cfg.severity_override(CheckId::PodGatewayProbe) != Some(Severity::Off))
+    .then(|| inspect::probe::plan(&target, pod.as_ref().ok(), &host, s.cfg.probe_timeout))
+    .flatten()
+    .map(|plan| inspect::probe::run(&target.netns, plan, Deadline::after(s.timeout)));
     let facts = PodFacts {
         target: &target,
         pod: &pod,
         host: &host,
         calico: s.calico.as_ref(),
+        probe: probe.as_ref(),
     };
     report.interface = ifname;
     report.ips = target.pod_ips.iter().map(|i| i.to_string()).collect();
