@@ -10,18 +10,70 @@
 //! the kernel answers for whatever proxy_ndp and forwarding say (net/ipv6/ndisc.c
 //! `ndisc_recv_ns`), so only the link itself, the address and filters are causes.
 
-use super::{CheckId, Finding, PodFacts, Severity};
+use super::{describe_route, CheckId, Finding, PodFacts, Severity, CALICO_GATEWAY_V4};
 use crate::inspect::format_mac;
+use crate::inspect::hostnet::GatewayRoute;
 use crate::inspect::probe::{Answer, FamilyProbe, ProbeOutcome};
+use std::net::IpAddr;
 
 pub fn check(f: &PodFacts) -> Vec<Finding> {
     let Some(o) = f.probe else {
         return vec![];
     };
-    o.families.iter().filter_map(|p| finding(o, p)).collect()
+    o.families
+        .iter()
+        .filter_map(|p| finding(o, p, &seen_causes(f, p)))
+        .collect()
 }
 
-fn finding(o: &ProbeOutcome, p: &FamilyProbe) -> Option<Finding> {
+/// The causes the gathered host facts show, in the order of the lists below: the probe names
+/// them first (the config checks report them too, unless turned off).
+fn seen_causes(f: &PodFacts, p: &FamilyProbe) -> Vec<String> {
+    let mut out = vec![];
+    let Some(veth) = f.host.veth() else {
+        return out;
+    };
+    let sysctl = |family: &str, setting: &str| {
+        let key = format!("net.{family}.conf.{}.{setting}", veth.name);
+        match f.host.sysctl(&key) {
+            Some(Ok(v)) if v != "1" => Some(format!("{key} is {v}")),
+            _ => None,
+        }
+    };
+    if !p.v6 {
+        out.extend(sysctl("ipv4", "proxy_arp"));
+        match &f.host.net.gateway_v4 {
+            Some(GatewayRoute::NoRoute(_)) => {
+                out.push(format!("the host has no route covering {CALICO_GATEWAY_V4}"))
+            }
+            Some(GatewayRoute::Route(r))
+                if !r.unicast || r.paths().iter().all(|h| h.oif == Some(veth.index)) =>
+            {
+                out.push(format!(
+                    "the host's route covering {CALICO_GATEWAY_V4} is not a unicast route out of another device: {}",
+                    describe_route(r, |i| (i == veth.index).then(|| veth.name.clone()))
+                ))
+            }
+            _ => {}
+        }
+        out.extend(sysctl("ipv4", "forwarding"));
+    }
+    if !veth.up {
+        out.push(format!("the host end {} is down", veth.name));
+    } else if !veth.lower_up {
+        out.push(format!("the host end {} has no carrier", veth.name));
+    }
+    if let (true, IpAddr::V6(t)) = (p.v6, p.target) {
+        // Known only when gathered (IPv6 pods); an empty list is not read as "absent".
+        let lls = &f.host.veth_v6_link_local;
+        if !lls.is_empty() && !lls.contains(&t) {
+            out.push(format!("the host end {} does not have {t}", veth.name));
+        }
+    }
+    out
+}
+
+fn finding(o: &ProbeOutcome, p: &FamilyProbe, seen: &[String]) -> Option<Finding> {
     let host_mac = format_mac(&o.host_mac);
     let (asked, answer) = if p.v6 {
         (
@@ -57,10 +109,28 @@ fn finding(o: &ProbeOutcome, p: &FamilyProbe) -> Option<Finding> {
         Answer::Nothing => (
             format!("the pod's {asked} got no answer: the pod cannot reach its gateway"),
             "nothing".to_string(),
-            if p.v6 {
-                causes_v6(&o.host_veth, p)
-            } else {
-                causes_v4(&o.host_veth)
+            {
+                let list = if p.v6 {
+                    causes_v6(&o.host_veth, p)
+                } else {
+                    causes_v4(&o.host_veth)
+                };
+                if seen.is_empty() {
+                    let first = if p.v6 {
+                        "a firewall rule dropping neighbor discovery"
+                    } else {
+                        "a firewall rule dropping ARP"
+                    };
+                    format!(
+                        "the host end's configuration shows no cause, so {first} (or a change since it \
+                         was read) is the most likely. {list}"
+                    )
+                } else {
+                    format!(
+                        "the host's configuration shows: {}. {list}",
+                        seen.join("; ")
+                    )
+                }
             },
         ),
         Answer::OtherMacs(macs) => (
@@ -96,7 +166,7 @@ fn finding(o: &ProbeOutcome, p: &FamilyProbe) -> Option<Finding> {
 
 fn causes_v4(v: &str) -> String {
     format!(
-        "likely causes, in order: (1) proxy ARP off on the host end: `sysctl \
+        "Likely causes, in order: (1) proxy ARP off on the host end: `sysctl \
          net.ipv4.conf.{v}.proxy_arp` must be 1; (2) no host route covering 169.254.1.1 out of \
          another device: `ip route get 169.254.1.1` must succeed and not leave by {v} (a node needs \
          a default route); (3) forwarding off on the host end: `sysctl net.ipv4.conf.{v}.forwarding` \
@@ -109,7 +179,7 @@ fn causes_v4(v: &str) -> String {
 
 fn causes_v6(v: &str, p: &FamilyProbe) -> String {
     format!(
-        "likely causes, in order: (1) the host end down: `ip link show {v}` must show UP and \
+        "Likely causes, in order: (1) the host end down: `ip link show {v}` must show UP and \
          LOWER_UP; (2) the host end lacks {t} or IPv6 is off on it: `ip -6 addr show dev {v}` must \
          list it (not tentative or dadfailed) and `sysctl net.ipv6.conf.{v}.disable_ipv6` be 0; \
          (3) a firewall rule dropping ICMPv6 neighbor discovery: `nft list ruleset`, \
@@ -124,7 +194,6 @@ fn causes_v6(v: &str, p: &FamilyProbe) -> String {
 mod tests {
     use super::*;
     use crate::checks::fixtures::*;
-    use std::net::IpAddr;
 
     fn outcome(answers: &[(bool, Answer)]) -> ProbeOutcome {
         ProbeOutcome {
@@ -208,6 +277,27 @@ mod tests {
         // In order: proxy_arp first, the link last but one.
         let at = |s: &str| f[0].remedy.find(s).unwrap();
         assert!(at("proxy_arp") < at("ip route get") && at("ip route get") < at("nft list"));
+        assert!(f[0].remedy.starts_with(
+            "the host end's configuration shows no cause, so a firewall rule dropping ARP"
+        ));
+    }
+
+    #[test]
+    fn causes_the_host_facts_show_come_first() {
+        let mut fx = healthy_v4();
+        fx.probe = Some(outcome(&[(false, Answer::Nothing)]));
+        fx.host.sysctls[0].value = Ok("0".into());
+        fx.host.net.gateway_v4 = Some(GatewayRoute::NoRoute(libc::ENETUNREACH));
+        fx.host.veth_by_name.as_mut().unwrap().up = false;
+        let f = check(&fx.facts());
+        assert!(
+            f[0].remedy.starts_with(&format!(
+                "the host's configuration shows: net.ipv4.conf.{VETH}.proxy_arp is 0; the host has \
+                 no route covering 169.254.1.1; the host end {VETH} is down. Likely causes"
+            )),
+            "{}",
+            f[0].remedy
+        );
     }
 
     #[test]
