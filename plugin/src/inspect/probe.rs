@@ -4,13 +4,14 @@
 //! MAC within the timeout; retried once. Nothing else is sent, and the veth's only other end is
 //! the host, so nothing leaves the node.
 //!
-//! Side effects, and why there are no others: the host kernel records the pod's neighbour entry
-//! on the host end when it answers (net/ipv4/arp.c `arp_process`: `neigh_event_ns`; net/ipv6/
-//! ndisc.c `ndisc_recv_ns`: from the source link-layer option), as the pod's first packet would.
-//! The pod's own neighbour table is not written: a packet socket bypasses the pod's ARP/ND
-//! stack on send, and the pod kernel ignores a reply it did not ask for (`arp_accept` and
-//! `accept_untracked_na` are 0 by default: only an existing entry is refreshed, with the same
-//! MAC).
+//! Side effects, and why there are no others: the host kernel records the pod's IPv4 neighbour
+//! entry on the host end when it answers (net/ipv4/arp.c `arp_process`: `neigh_event_ns`), as
+//! the pod's first packet would; its reply goes out without that entry, so no follow-up. The
+//! IPv6 NS is sent from `::` where the host end does no DAD (see [`plan`]): answered to
+//! all-nodes, it records nothing. The pod's own neighbour table is not written: a packet socket
+//! bypasses the pod's ARP/ND stack on send, and the pod kernel ignores a reply it did not ask
+//! for (`arp_accept` and `accept_untracked_na` are 0 by default: only an existing entry is
+//! refreshed, with the same MAC).
 
 use super::{Deadline, HostView, PodView, Target};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -37,7 +38,8 @@ pub struct ProbePlan {
     pub host_veth: String,
     /// The pod's IPv4 (the ARP request's sender).
     pub v4: Option<Ipv4Addr>,
-    /// The pod's IPv6 (the NS's source) and the target (the host end's link-local).
+    /// The NS's source (`::`, or the pod's IPv6: see [`plan`]) and the target (the host end's
+    /// link-local).
     pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
     pub timeout: Duration,
 }
@@ -132,7 +134,20 @@ pub fn plan(
         IpAddr::V6(a) if !super::is_link_local(n.ip()) => Some(a),
         _ => None,
     });
-    let v6 = v6_src.map(|src| (src, v6_target(pod, link.index, host, host_mac)));
+    // The NS goes out from the unspecified address, as duplicate address detection's does,
+    // when the host end does no DAD (Calico sets accept_dad=0 on it, dataplane_linux.go): the
+    // kernel then answers to all-nodes and records nothing (net/ipv6/ndisc.c `ndisc_recv_ns`,
+    // `dad`). From the pod's address it would record the pod's entry and confirm it 5 s later
+    // with an NS of its own, which makes the pod's kernel learn the host end's link-local. With
+    // DAD on, the host's address may be tentative, and a DAD NS for it would fail its DAD: the
+    // pod's address is used then.
+    let dad_off = host
+        .sysctl(&format!("net.ipv6.conf.{}.accept_dad", veth.name))
+        .is_some_and(|v| v.as_deref() == Ok("0"));
+    let v6 = v6_src.map(|src| {
+        let src = if dad_off { Ipv6Addr::UNSPECIFIED } else { src };
+        (src, v6_target(pod, link.index, host, host_mac))
+    });
     if v4.is_none() && v6.is_none() {
         return None;
     }
@@ -467,14 +482,17 @@ pub fn arp_reply_sender(frame: &[u8], target: Ipv4Addr, to: Ipv4Addr) -> Option<
 }
 
 /// An IPv6 neighbor solicitation (RFC 4861 4.3) for `target` from `src`, to the target's
-/// solicited-node address, hop limit 255, with the source link-layer address option.
+/// solicited-node address, hop limit 255, with the source link-layer address option unless the
+/// source is `::` (which must not carry one, RFC 4861 7.1.1).
 pub fn neighbor_solicitation(mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     let dst = solicited_node(target);
     let mut icmp = Vec::with_capacity(32);
     icmp.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
     icmp.extend_from_slice(&target.octets());
-    icmp.extend_from_slice(&[1, 1]);
-    icmp.extend_from_slice(&mac);
+    if !src.is_unspecified() {
+        icmp.extend_from_slice(&[1, 1]);
+        icmp.extend_from_slice(&mac);
+    }
     let sum = icmpv6_checksum(src, dst, &icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     let mut p = Vec::with_capacity(40 + icmp.len());
@@ -723,6 +741,13 @@ mod tests {
         // A correct checksum makes the sum over pseudo-header and message 0 (i.e. !0xffff).
         assert_eq!(icmpv6_checksum(src, solicited_node(t), &p[40..]), 0);
         assert_eq!(&p[40 + 24..40 + 26], &[1, 1]);
+        // From ::, as DAD: no source link-layer option.
+        let p = neighbor_solicitation([2, 0, 0, 0, 0, 5], Ipv6Addr::UNSPECIFIED, t);
+        assert_eq!(p.len(), 64);
+        assert_eq!(
+            icmpv6_checksum(Ipv6Addr::UNSPECIFIED, solicited_node(t), &p[40..]),
+            0
+        );
     }
 
     #[test]
@@ -753,8 +778,17 @@ mod tests {
         )
         .expect("plan");
         assert!(p.v4.is_some());
-        let (_, t) = p.v6.expect("v6");
+        let (src, t) = p.v6.expect("v6");
         assert_eq!(t, crate::checks::fixtures::LL.parse::<Ipv6Addr>().unwrap());
+        // The fixture's host end has no accept_dad reading: the pod's address.
+        assert_eq!(src, "fd00:10::5".parse::<Ipv6Addr>().unwrap());
+        let mut fx = crate::checks::fixtures::healthy_dual();
+        fx.host.sysctls.push(crate::inspect::SysctlRead {
+            key: format!("net.ipv6.conf.{}.accept_dad", crate::checks::fixtures::VETH),
+            value: Ok("0".into()),
+        });
+        let p = plan(&fx.target, fx.pod.as_ref().ok(), &fx.host, Duration::ZERO).expect("plan");
+        assert_eq!(p.v6.map(|v| v.0), Some(Ipv6Addr::UNSPECIFIED));
         let mut fx = crate::checks::fixtures::healthy_v4();
         fx.pod_mut().link.as_mut().unwrap().up = false;
         assert!(plan(&fx.target, fx.pod.as_ref().ok(), &fx.host, Duration::ZERO).is_none());
