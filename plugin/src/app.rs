@@ -209,7 +209,18 @@ fn run_probe(
         return None;
     }
     let plan = inspect::probe::plan(target, pod.as_ref().ok(), host, cfg.probe_timeout)?;
-    Some(inspect::probe::run(&target.netns, plan, call.deadline))
+    let started = Instant::now();
+    let outcome = inspect::probe::run(&target.netns, plan, call.deadline);
+    log::debug!(
+        "probe: {:?} in {} µs",
+        outcome
+            .families
+            .iter()
+            .map(|f| &f.answer)
+            .collect::<Vec<_>>(),
+        started.elapsed().as_micros()
+    );
+    Some(outcome)
 }
 
 /// STATUS: whether this node can serve ADD, i.e. the node checks.
