@@ -209,6 +209,8 @@ stdin_of dual.json calico-preflight "$PREV_DUAL" ',"nodeChecks":false'
 stdin_of cold.json calico-preflight "$PREV_V4" "$NODE_KEYS,\"nodeCheckTtlSeconds\":0"
 stdin_of warm.json calico-preflight "$PREV_V4" "$NODE_KEYS,\"cacheDir\":\"$WORK/cache\""
 stdin_of busy.json calico-preflight "$PREV_BUSY" ',"nodeChecks":false'
+# The active gateway probe on a healthy pod: one ARP request, answered by the host end.
+stdin_of probe.json calico-preflight "$PREV_V4" ',"nodeChecks":false,"probe":true'
 # The first entry of `--position both` (install's default): no prevResult, the node checks
 # only, with the node-check cache cold (TTL 0: every run gathers) and warm.
 stdin_first() { # file extra-keys
@@ -245,9 +247,10 @@ spec cp-dual "$HOST6" "$TAG-pod46" "$PLUGIN" dual.json bench-dual
 spec cp-node-cold "$HOST" "$TAG-pod4" "$PLUGIN" cold.json bench-v4
 spec cp-node-warm "$HOST" "$TAG-pod4" "$PLUGIN" warm.json bench-v4
 spec cp-v4-busy "$BUSY" "$TAG-podb" "$PLUGIN" busy.json bench-busy
+spec cp-probe "$HOST" "$TAG-pod4" "$PLUGIN" probe.json bench-v4
 spec cp-first-cold "$HOST" "$TAG-pod4" "$PLUGIN" first-cold.json bench-v4
 spec cp-first-warm "$HOST" "$TAG-pod4" "$PLUGIN" first-warm.json bench-v4
-CASES=(floor tuning cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy cp-first-cold cp-first-warm)
+CASES=(floor tuning cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy cp-first-cold cp-first-warm cp-probe)
 if [[ -n $BASE ]]; then
     spec base-v4 "$HOST" "$TAG-pod4" "$WORK/baseline" v4.json bench-v4
     spec base-node-cold "$HOST" "$TAG-pod4" "$WORK/baseline" cold.json bench-v4
@@ -336,11 +339,14 @@ for c in cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy cp-first-cold cp-fir
     printf '   %-13s excess %7.0f µs = %.3f x tuning excess (%0.f µs)  <= 1/3: %s\n' \
         "$c" "$(col "$c" excess_us)" "$r" "$T_EX" "$(verdict "$r <= 1/3")"
 done
+r=$(col cp-probe ratio_to_ref)
+printf '   %-13s excess %7.0f µs = %.3f x tuning excess (%0.f µs)  <= 1/2: %s\n' \
+    cp-probe "$(col cp-probe excess_us)" "$r" "$T_EX" "$(verdict "$r <= 1/2")"
 E3=$(col cp-v4 excess_us); E6=$(col cp-v4-busy excess_us)
 G=$(awk "BEGIN{printf \"%.1f\", ($E6 / $E3 - 1) * 100}")
 printf '   1000 pods     excess %0.f -> %0.f µs: %+.1f%%  <= +20%%: %s\n' "$E3" "$E6" "$G" "$(verdict "$G <= 20")"
 RSS=0
-for c in cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy cp-first-cold cp-first-warm; do
+for c in cp-v4 cp-dual cp-node-cold cp-node-warm cp-v4-busy cp-first-cold cp-first-warm cp-probe; do
     r=$(awk -v c="$c" '$1==c{print ($2>$3)?$2:$3}' "$WORK/rss.txt"); ((r > RSS)) && RSS=$r
 done
 printf '   peak RSS      %d KiB (max over the calico-preflight cases, both methods)  <= 4096 KiB: %s\n' \

@@ -226,3 +226,65 @@ fn preflight_first_explains_a_calico_binary_for_another_architecture() {
 fn own_arch_desc(own: calico_preflight::inspect::elf::Machine) -> String {
     format!("an ELF executable for {}", own.describe())
 }
+
+/// The active gateway probe through the runtime: with `"probe": true` in our entry and every
+/// ARP packet silently dropped on the node (an nftables `arp` table, deleted afterwards), the
+/// wiring's configuration is fine and only the probe can tell: RunPodSandbox fails with its
+/// message.
+#[test]
+fn a_silently_dropped_arp_fails_the_sandbox_with_the_probes_message() {
+    let c = containerd("probe");
+    let ns = format!("--net=/run/netns/{}", c.netns_name());
+    let nft = |args: &[&str]| {
+        let mut full = vec!["nsenter", ns.as_str(), "nft"];
+        full.extend_from_slice(args);
+        calico_preflight_integration::sh(&full)
+    };
+    /// Deletes the table however the test ends.
+    struct Table(String);
+    impl Drop for Table {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("nsenter")
+                .args([self.0.as_str(), "nft", "delete", "table", "arp", "cpt"])
+                .output();
+        }
+    }
+    nft(&["add", "table", "arp", "cpt"]);
+    let _table = Table(ns.clone());
+    nft(&[
+        "add",
+        "chain",
+        "arp",
+        "cpt",
+        "c",
+        "{ type filter hook input priority 0; }",
+    ]);
+    nft(&["add", "rule", "arp", "cpt", "c", "drop"]);
+    let list = json!({
+        "cniVersion": "1.0.0",
+        "name": "k8s-pod-network",
+        "plugins": [
+            {"type": "fake-calico", "ips": ["10.244.10.5/32"]},
+            {"type": "calico-preflight", "mode": "enforce", "probe": true}
+        ]
+    });
+    c.set_conflist(&list.to_string()).expect("conflist");
+    let err = c
+        .run_pod_sandbox("web-4", "default")
+        .expect_err("ADD must fail");
+    eprintln!("RunPodSandbox error: {err}");
+    assert!(
+        err.contains(
+            "plugin type=\"calico-preflight\" failed (add): calico-preflight: pod-gateway-probe: \
+             the pod's ARP request for 169.254.1.1 got no answer"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("came back: nothing"), "{err}");
+    assert!(err.contains("a firewall rule dropping ARP"), "{err}");
+    assert_eq!(
+        c.list_sandboxes().expect("list"),
+        Vec::<String>::new(),
+        "sandbox left behind"
+    );
+}

@@ -3,6 +3,11 @@
 //! `doctor`, on healthy pods, on every fault, first in the chain, on a node with the
 //! iptables split, and on every deployment of the matrix (deployments.rs) with Calico's entry
 //! in a real confDir, including nftables nodes.
+//!
+//! The active gateway probe (`"probe": true` on ADD and CHECK, on by default in `doctor`) runs
+//! in each: the one change it is allowed is the host's neighbour entry for a pod IP on the pod's
+//! host end (the host learns it answering the probe, as the pod's first packet would make it);
+//! the pod's neighbour table stays untouched.
 
 use calico_preflight_integration::dataplane;
 use calico_preflight_integration::*;
@@ -27,6 +32,39 @@ const SCENARIOS: &[&[&str]] = &[
     &["conflict-address"],
 ];
 
+/// The host end of the pod's interface `ifname`: the host link at its peer index.
+fn host_end(host: &Netns, pod: &Netns, ifname: &str) -> Option<String> {
+    let pod_link: serde_json::Value =
+        serde_json::from_str(&pod.ip(&["-j", "-d", "link", "show", ifname])).ok()?;
+    let peer = pod_link[0]["link_index"].as_u64()?;
+    let links: serde_json::Value = serde_json::from_str(&host.ip(&["-j", "link", "show"])).ok()?;
+    links
+        .as_array()?
+        .iter()
+        .find(|l| l["ifindex"].as_u64() == Some(peer))
+        .and_then(|l| l["ifname"].as_str().map(String::from))
+}
+
+/// `after` without the one change the probe may make: a neighbour entry, new since `before`,
+/// for one of the pod's IPs on its host end (`<ip> dev <host end> lladdr ...`, in any state).
+fn without_probe_entry(before: &str, after: &str, host_end: Option<&str>, ips: &[&str]) -> String {
+    let Some(veth) = host_end else {
+        return after.to_string();
+    };
+    let allowed = |l: &str| {
+        !before.lines().any(|b| b == l)
+            && ips.iter().any(|ip| {
+                let ip = ip.split('/').next().unwrap_or_default();
+                l.starts_with(&format!("{ip} dev {veth} lladdr "))
+            })
+    };
+    after
+        .lines()
+        .filter(|l| !allowed(l))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 fn preflight(host: &Netns, env: &CniEnv, cmd: &str, conf: &serde_json::Value) -> PluginRun {
     run_plugin(
         Some(host),
@@ -50,7 +88,7 @@ fn no_scenario_changes_the_network() {
         );
         let cache = TempDir::new("ro-cache");
         let conf = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico-preflight",
-            "confDir": "/nonexistent/cp-ro", "cacheDir": cache.path(), "prevResult": prev});
+            "confDir": "/nonexistent/cp-ro", "cacheDir": cache.path(), "probe": true, "prevResult": prev});
         let first = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico-preflight",
             "confDir": "/nonexistent/cp-ro", "cacheDir": cache.path()});
 
@@ -84,7 +122,18 @@ fn no_scenario_changes_the_network() {
             doctor.status.code().is_some_and(|c| c <= 2),
             "{faults:?}: doctor {doctor:?}"
         );
-        let after = (snapshot(&host), snapshot(&pod));
+        let end = host_end(&host, &pod, "eth0");
+        let ips = ["10.244.4.5/32", "fd00:44::5/128"];
+        let raw = snapshot(&host);
+        if faults.is_empty() {
+            // The probe ran on healthy wiring: the allowance is used, not vacuous.
+            let entry = format!("10.244.4.5 dev {} lladdr ", end.as_deref().unwrap_or("?"));
+            assert!(raw.contains(&entry), "no probe entry {entry:?} in:\n{raw}");
+        }
+        let after = (
+            without_probe_entry(&before.0, &raw, end.as_deref(), &ips),
+            snapshot(&pod),
+        );
         assert!(
             before.0 == after.0,
             "host namespace changed ({faults:?}):\n{}",
@@ -193,6 +242,16 @@ const DEPLOYMENTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The pod's addresses in a conf's prevResult.
+fn prev_ips(conf: &serde_json::Value) -> Vec<String> {
+    conf["prevResult"]["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["address"].as_str().map(String::from))
+        .collect()
+}
+
 fn deployment_node(host: &Netns, node: &str) {
     let (v4, v6) = match node {
         "v6" => ("0", "1"),
@@ -227,7 +286,7 @@ fn no_deployment_changes_the_network() {
         let mut calico: serde_json::Value = serde_json::from_str(calico).expect("scenario json");
         calico["type"] = json!("calico");
         let entry = json!({"type": "calico-preflight", "confDir": dirs.conf_dir(),
-            "cacheDir": dirs.cache_dir(), "nodeCheckTtlSeconds": 0,
+            "cacheDir": dirs.cache_dir(), "nodeCheckTtlSeconds": 0, "probe": true,
             "checks": {"iptables-backend": "error"}});
         let list = json!({"cniVersion": "1.1.0", "name": "k8s-pod-network",
             "plugins": [entry, calico.clone()]});
@@ -277,7 +336,13 @@ fn no_deployment_changes_the_network() {
             doctor.status.code().is_some_and(|c| c <= 2),
             "{ctx}: doctor {doctor:?}"
         );
-        let after = (snapshot(&host), snapshot(&pod));
+        let end = host_end(&host, &pod, "eth0");
+        let ips: Vec<String> = prev_ips(&after);
+        let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+        let after = (
+            without_probe_entry(&before.0, &snapshot(&host), end.as_deref(), &ips),
+            snapshot(&pod),
+        );
         assert!(
             before.0 == after.0,
             "host namespace changed ({ctx}):\n{}",

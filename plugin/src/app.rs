@@ -169,11 +169,13 @@ fn pod_call(call: &Call) -> Result<Option<String>, CniError> {
         .map_err(|e| report::inspect_error(e, timeout_ms))?;
     let host = inspect::gather_host(&target, pod.as_ref().ok(), call.deadline)
         .map_err(|e| report::inspect_error(e, timeout_ms))?;
+    let probe = run_probe(call, &target, &pod, &host);
     let facts = PodFacts {
         target: &target,
         pod: &pod,
         host: &host,
         calico: calico.as_ref(),
+        probe: probe.as_ref(),
     };
     let mut findings = run_pod_checks(&facts, |id| cfg.severity_override(id));
     if findings
@@ -189,6 +191,36 @@ fn pod_call(call: &Call) -> Result<Option<String>, CniError> {
     }
     verdict(&findings, cfg, ErrorCode::CheckFailed)?;
     Ok((*command == Command::Add).then_some(out))
+}
+
+/// The active gateway probe, when the entry asks for it (`"probe": true`) and the check is not
+/// off; `None` also when there is no wiring to probe (other checks report that).
+fn run_probe(
+    call: &Call,
+    target: &Target,
+    pod: &Result<inspect::PodView, inspect::NetnsProblem>,
+    host: &inspect::HostView,
+) -> Option<inspect::probe::ProbeOutcome> {
+    let cfg = call.cfg;
+    if !cfg.probe
+        || cfg.severity_override(crate::checks::CheckId::PodGatewayProbe)
+            == Some(crate::checks::Severity::Off)
+    {
+        return None;
+    }
+    let plan = inspect::probe::plan(target, pod.as_ref().ok(), host, cfg.probe_timeout)?;
+    let started = Instant::now();
+    let outcome = inspect::probe::run(&target.netns, plan, call.deadline);
+    log::debug!(
+        "probe: {:?} in {} µs",
+        outcome
+            .families
+            .iter()
+            .map(|f| &f.answer)
+            .collect::<Vec<_>>(),
+        started.elapsed().as_micros()
+    );
+    Some(outcome)
 }
 
 /// STATUS: whether this node can serve ADD, i.e. the node checks.

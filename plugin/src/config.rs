@@ -24,6 +24,10 @@ pub const MAX_NODE_CHECK_TTL_S: u64 = 86_400;
 /// a token within an hour of expiry has missed many refreshes.
 pub const DEFAULT_TOKEN_WARN_S: u64 = 3600;
 pub const MAX_TOKEN_WARN_S: u64 = 30 * 86_400;
+/// The gateway probe's wait per request: a healthy host end answers in microseconds.
+pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 50;
+/// Two requests of this each must fit well within ADD's budget.
+pub const MAX_PROBE_TIMEOUT_MS: u64 = 5000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -46,6 +50,10 @@ pub struct Config {
     pub host_root: PathBuf,
     /// Warn when Calico's kubeconfig token expires within this many seconds.
     pub token_warn_seconds: u64,
+    /// Run the active gateway probe (`pod-gateway-probe`) on ADD and CHECK.
+    pub probe: bool,
+    /// How long the probe waits for each of its two requests' answer.
+    pub probe_timeout: Duration,
 }
 
 impl Default for Config {
@@ -64,6 +72,8 @@ impl Default for Config {
             iptables_command: PathBuf::from("/usr/sbin/iptables"),
             host_root: PathBuf::from("/"),
             token_warn_seconds: DEFAULT_TOKEN_WARN_S,
+            probe: false,
+            probe_timeout: Duration::from_millis(DEFAULT_PROBE_TIMEOUT_MS),
         }
     }
 }
@@ -208,6 +218,30 @@ impl Config {
                 }
             }
         }
+        if let Some(v) = present(raw, "probe") {
+            c.probe = v.as_bool().ok_or_else(|| {
+                invalid_key(
+                    "probe",
+                    &format!("must be true or false, found {}", show(v)),
+                )
+            })?;
+        }
+        if let Some(v) = present(raw, "probeTimeoutMs") {
+            match v.as_u64() {
+                Some(ms) if (1..=MAX_PROBE_TIMEOUT_MS).contains(&ms) => {
+                    c.probe_timeout = Duration::from_millis(ms)
+                }
+                _ => {
+                    return Err(invalid_key(
+                        "probeTimeoutMs",
+                        &format!(
+                            "must be an integer from 1 to {MAX_PROBE_TIMEOUT_MS} (milliseconds), found {}",
+                            show(v)
+                        ),
+                    ))
+                }
+            }
+        }
         if let Some(v) = present(raw, "searchBinDirs") {
             let list = v.as_array().ok_or_else(|| {
                 invalid_key(
@@ -312,6 +346,10 @@ mod tests {
         let c = cfg(json!({"hostRoot":"/host","tokenWarnSeconds":60})).unwrap();
         assert_eq!(c.host_root, PathBuf::from("/host"));
         assert_eq!(c.token_warn_seconds, 60);
+        assert!(!Config::default().probe);
+        let c = cfg(json!({"probe":true,"probeTimeoutMs":20})).unwrap();
+        assert!(c.probe);
+        assert_eq!(c.probe_timeout, Duration::from_millis(20));
     }
 
     #[test]
@@ -339,6 +377,10 @@ mod tests {
             (json!({"tokenWarnSeconds":-5}), "tokenWarnSeconds"),
             (json!({"tokenWarnSeconds":"1h"}), "tokenWarnSeconds"),
             (json!({"searchBinDirs":"/opt"}), "searchBinDirs"),
+            (json!({"probe":"yes"}), "probe"),
+            (json!({"probeTimeoutMs":0}), "probeTimeoutMs"),
+            (json!({"probeTimeoutMs":5001}), "probeTimeoutMs"),
+            (json!({"probeTimeoutMs":"50ms"}), "probeTimeoutMs"),
             (json!({"searchBinDirs":["/opt", 3]}), "searchBinDirs[1]"),
         ] {
             let e = cfg(v).unwrap_err();

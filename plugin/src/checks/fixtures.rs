@@ -17,6 +17,7 @@ pub struct Fixture {
     pub pod: Result<PodView, NetnsProblem>,
     pub host: HostView,
     pub calico: Option<CalicoConf>,
+    pub probe: Option<crate::inspect::probe::ProbeOutcome>,
 }
 
 impl Fixture {
@@ -26,6 +27,7 @@ impl Fixture {
             pod: &self.pod,
             host: &self.host,
             calico: self.calico.as_ref(),
+            probe: self.probe.as_ref(),
         }
     }
     pub fn pod_mut(&mut self) -> &mut PodView {
@@ -127,6 +129,7 @@ pub fn healthy_v4() -> Fixture {
             },
         },
         calico: Some(calico_ipam()),
+        probe: None,
     }
 }
 

@@ -24,6 +24,7 @@ pub mod leaked_cache_entry;
 pub mod orphan_veth;
 pub mod pod_arp;
 pub mod pod_default_route;
+pub mod pod_gateway_probe;
 pub mod pod_gateway_route;
 pub mod pod_interface;
 pub mod pod_mtu;
@@ -218,6 +219,8 @@ pub struct PodFacts<'a> {
     /// Calico's entry in our network's conf file; `None` when it could not be found or read
     /// (then what Calico meant is unknown, and checks that depend on it warn instead of fail).
     pub calico: Option<&'a CalicoConf>,
+    /// The active gateway probe's outcome; `None` when it did not run (off, or nothing to probe).
+    pub probe: Option<&'a crate::inspect::probe::ProbeOutcome>,
 }
 
 impl<'a> PodFacts<'a> {
@@ -254,6 +257,8 @@ pub const POD_CHECKS: &[(CheckId, PodCheck)] = &[
     (CheckId::HostGatewayRoute, host_gateway_route::check),
     (CheckId::PodArp, pod_arp::check),
     (CheckId::PodMtu, pod_mtu::check),
+    // Last: the path itself, after the configuration that explains a failure.
+    (CheckId::PodGatewayProbe, pod_gateway_probe::check),
 ];
 
 /// Runs every enabled pod check. `overrides` gives a check's configured severity, if the

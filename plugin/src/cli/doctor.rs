@@ -51,6 +51,10 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
   --npd-warnings            with --npd: warnings are a problem too (exit 1)
   --max-output-length N     with --npd: the line's bound in bytes, cut on a UTF-8 boundary
                             (default 80, NPD's max_output_length; 1..4096)
+  --no-probe                skip the active gateway probe (pod-gateway-probe: one ARP request
+                            for 169.254.1.1 / one IPv6 neighbor solicitation from inside each
+                            pod; the host learns the pod's neighbour entry, as from the pod's
+                            first packet)
   -h, --help                this text
 
 Exit status: 0 all healthy, 1 warnings only, 2 errors, 3 the scan itself failed,
@@ -119,6 +123,7 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<Cli>, String> {
                 npd_len = true;
             }
             "--no-proc-scan" => o.scan_procs = false,
+            "--no-probe" => o.probe = false,
             "--prefix" => {
                 o.prefixes = a
                     .string()?

@@ -174,6 +174,8 @@ struct Setup {
     host_root: PathBuf,
     /// Calico's conflist `name` (libcni's cache entries are keyed by it).
     calico_network: Option<String>,
+    /// [`Options::probe`].
+    probe: bool,
 }
 
 impl Setup {
@@ -280,6 +282,7 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
         calico,
         host_root,
         calico_network,
+        probe: o.probe,
     })
 }
 
@@ -513,11 +516,19 @@ fn pod_report(
         result_has_routes: claim.and_then(|c| c.result_has_routes),
     };
     let host = inspect::gather_host_shared(nl, &target, pod.as_ref().ok(), net.clone())?;
+    // The active probe, unless --no-probe or the entry turns the check off; with the entry's
+    // probeTimeoutMs, as ADD would wait.
+    let probe = (s.probe
+        && s.cfg.severity_override(CheckId::PodGatewayProbe) != Some(Severity::Off))
+    .then(|| inspect::probe::plan(&target, pod.as_ref().ok(), &host, s.cfg.probe_timeout))
+    .flatten()
+    .map(|plan| inspect::probe::run(&target.netns, plan, Deadline::after(s.timeout)));
     let facts = PodFacts {
         target: &target,
         pod: &pod,
         host: &host,
         calico: s.calico.as_ref(),
+        probe: probe.as_ref(),
     };
     report.interface = ifname;
     report.ips = target.pod_ips.iter().map(|i| i.to_string()).collect();

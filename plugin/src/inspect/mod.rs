@@ -15,6 +15,7 @@ pub mod netmgr;
 pub mod netns;
 mod nlmsg;
 pub mod node;
+pub mod probe;
 pub mod rooted;
 pub mod runtime;
 pub mod scan;

@@ -33,6 +33,8 @@ pub fn read_veth_sysctls(veth: &str, v4: bool, v6: bool) -> Vec<SysctlRead> {
     }
     if v6 {
         keys.extend(["proxy_ndp", "forwarding"].map(|s| iface_key("ipv6", veth, s)));
+        // The gateway probe's IPv6 form depends on it (inspect/probe.rs `plan`).
+        keys.push(iface_key("ipv6", veth, "accept_dad"));
     }
     keys.into_iter().flatten().map(|k| read(&k)).collect()
 }

@@ -1,0 +1,800 @@
+//! The active gateway probe (`pod-gateway-probe`): from inside the pod's namespace, one ARP
+//! request for 169.254.1.1 (IPv6: one neighbor solicitation for the host end's link-local) on
+//! the pod interface, through a raw `AF_PACKET` socket bound to it, answered by the host end's
+//! MAC within the timeout; retried once. Nothing else is sent, and the veth's only other end is
+//! the host, so nothing leaves the node.
+//!
+//! Side effects, and why there are no others: the host kernel records the pod's IPv4 neighbour
+//! entry on the host end when it answers (net/ipv4/arp.c `arp_process`: `neigh_event_ns`), as
+//! the pod's first packet would; its reply goes out without that entry, so no follow-up. The
+//! IPv6 NS is sent from `::` where the host end does no DAD (see [`plan`]): answered to
+//! all-nodes, it records nothing. The pod's own neighbour table is not written: a packet socket
+//! bypasses the pod's ARP/ND stack on send, and the pod kernel ignores a reply it did not ask
+//! for (`arp_accept` and `accept_untracked_na` are 0 by default: only an existing entry is
+//! refreshed, with the same MAC).
+
+use super::{Deadline, HostView, PodView, Target};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// Calico's IPv4 gateway (the same as checks::CALICO_GATEWAY_V4; inspect owns no check types).
+const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// Requests per family: the first and one retry.
+pub const ATTEMPTS: u8 = 2;
+/// Replies read per family at most (a busy pod's other IPv6 traffic is filtered in the kernel,
+/// but a flood of forged replies must not keep the probe reading).
+const MAX_READS: usize = 64;
+/// Distinct other MACs remembered.
+const MAX_OTHER_MACS: usize = 4;
+
+/// What one probe sends: everything is decided before entering the namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbePlan {
+    pub ifname: String,
+    pub ifindex: u32,
+    pub pod_mac: [u8; 6],
+    pub host_mac: [u8; 6],
+    pub host_veth: String,
+    /// The pod's IPv4 (the ARP request's sender).
+    pub v4: Option<Ipv4Addr>,
+    /// The NS's source (`::`, or the pod's IPv6: see [`plan`]) and the target (the host end's
+    /// link-local).
+    pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
+    pub timeout: Duration,
+}
+
+/// What the probe found, per family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub ifname: String,
+    pub host_veth: String,
+    pub pod_mac: Vec<u8>,
+    pub host_mac: Vec<u8>,
+    pub timeout_ms: u64,
+    pub families: Vec<FamilyProbe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyProbe {
+    pub v6: bool,
+    /// 169.254.1.1, or the host end's link-local.
+    pub target: IpAddr,
+    /// The pod's address the request came from.
+    pub source: IpAddr,
+    /// The destination MAC (broadcast, or the target's solicited-node multicast MAC).
+    pub dst_mac: Vec<u8>,
+    /// Requests actually sent.
+    pub sent: u8,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The host end's MAC answered, to the `attempt`th request, after `micros` from it.
+    Host { attempt: u8, micros: u64 },
+    /// Replies came, none from the host end's MAC: these MACs sent them.
+    OtherMacs(Vec<Vec<u8>>),
+    /// No reply to any request.
+    Nothing,
+    /// The probe could not be carried out (socket, send or namespace error): says nothing about
+    /// the path.
+    NotRun(String),
+}
+
+impl FamilyProbe {
+    /// "ARP request who-has 169.254.1.1 tell 10.0.0.5" style text of what was sent.
+    pub fn describe_sent(&self, o: &ProbeOutcome) -> String {
+        let what = if self.v6 {
+            format!(
+                "ICMPv6 neighbor solicitation for {} from {} to {}",
+                self.target,
+                self.source,
+                solicited_node(match self.target {
+                    IpAddr::V6(t) => t,
+                    IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+                })
+            )
+        } else {
+            format!("ARP request who-has {} tell {}", self.target, self.source)
+        };
+        format!(
+            "{what}, from {} to {} on {}, {} time(s), {} ms each",
+            super::format_mac(&o.pod_mac),
+            super::format_mac(&self.dst_mac),
+            o.ifname,
+            self.sent,
+            o.timeout_ms
+        )
+    }
+}
+
+/// The plan for a pod, or `None` when there is nothing to probe: the pod view, its interface
+/// (up, with a MAC), the host end (with a MAC) or a pod IP of either family is missing. Each of
+/// those is another check's finding; the probe proves the path of wiring that exists.
+pub fn plan(
+    target: &Target,
+    pod: Option<&PodView>,
+    host: &HostView,
+    timeout: Duration,
+) -> Option<ProbePlan> {
+    let pod = pod?;
+    let link = pod.link.as_ref()?;
+    if !link.up {
+        return None;
+    }
+    let pod_mac: [u8; 6] = link.mac.as_deref()?.try_into().ok()?;
+    let veth = host.veth()?;
+    let host_mac: [u8; 6] = veth.mac.as_deref()?.try_into().ok()?;
+    let v4 = target.pod_ips.iter().find_map(|n| match n.ip() {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    });
+    let v6_src = target.pod_ips.iter().find_map(|n| match n.ip() {
+        IpAddr::V6(a) if !super::is_link_local(n.ip()) => Some(a),
+        _ => None,
+    });
+    // The NS goes out from the unspecified address, as duplicate address detection's does,
+    // when the host end does no DAD (Calico sets accept_dad=0 on it, dataplane_linux.go): the
+    // kernel then answers to all-nodes and records nothing (net/ipv6/ndisc.c `ndisc_recv_ns`,
+    // `dad`). From the pod's address it would record the pod's entry and confirm it 5 s later
+    // with an NS of its own, which makes the pod's kernel learn the host end's link-local. With
+    // DAD on, the host's address may be tentative, and a DAD NS for it would fail its DAD: the
+    // pod's address is used then.
+    let dad_off = host
+        .sysctl(&format!("net.ipv6.conf.{}.accept_dad", veth.name))
+        .is_some_and(|v| v.as_deref() == Ok("0"));
+    let v6 = v6_src.map(|src| {
+        let src = if dad_off { Ipv6Addr::UNSPECIFIED } else { src };
+        (src, v6_target(pod, link.index, host, host_mac))
+    });
+    if v4.is_none() && v6.is_none() {
+        return None;
+    }
+    Some(ProbePlan {
+        ifname: link.name.clone(),
+        ifindex: link.index,
+        pod_mac,
+        host_mac,
+        host_veth: veth.name.clone(),
+        v4,
+        v6,
+        timeout,
+    })
+}
+
+/// The IPv6 neighbour the pod sends to: the link-local gateway of its IPv6 default route on the
+/// pod interface, else the host end's link-local, else the EUI-64 one of the host end's MAC
+/// (Calico's fe80::ecee:eeff:feee:eeee; dataplane_linux.go reads it back from the host end).
+fn v6_target(pod: &PodView, pod_index: u32, host: &HostView, host_mac: [u8; 6]) -> Ipv6Addr {
+    let from_route = pod
+        .routes
+        .iter()
+        .filter(|r| r.v6 && r.is_default())
+        .flat_map(|r| r.paths())
+        .find_map(|p| match (p.gateway, p.oif) {
+            (Some(IpAddr::V6(g)), Some(oif))
+                if oif == pod_index && super::is_link_local(IpAddr::V6(g)) =>
+            {
+                Some(g)
+            }
+            _ => None,
+        });
+    from_route
+        .or_else(|| host.veth_v6_link_local.first().copied())
+        .unwrap_or_else(|| eui64_link_local(host_mac))
+}
+
+pub fn eui64_link_local(m: [u8; 6]) -> Ipv6Addr {
+    let w = |hi: u8, lo: u8| (u16::from(hi) << 8) | u16::from(lo);
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        w(m[0] ^ 0x02, m[1]),
+        w(m[2], 0xff),
+        w(0xfe, m[3]),
+        w(m[4], m[5]),
+    )
+}
+
+/// ff02::1:ffXX:XXXX for the target's last 24 bits (RFC 4291 2.7.1).
+pub fn solicited_node(t: Ipv6Addr) -> Ipv6Addr {
+    let o = t.octets();
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        (u16::from(o[14]) << 8) | u16::from(o[15]),
+    )
+}
+
+/// 33:33 and the multicast address's last 32 bits (RFC 2464 7).
+fn multicast_mac(g: Ipv6Addr) -> [u8; 6] {
+    let o = g.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
+/// Runs the probe inside the pod's namespace. Never fails: a probe that cannot be carried out
+/// says so in its outcome (`Answer::NotRun`). Bounded by `deadline` and by the plan's timeout.
+pub fn run(netns_path: &str, plan: ProbePlan, deadline: Deadline) -> ProbeOutcome {
+    let mut outcome = ProbeOutcome {
+        ifname: plan.ifname.clone(),
+        host_veth: plan.host_veth.clone(),
+        pod_mac: plan.pod_mac.to_vec(),
+        host_mac: plan.host_mac.to_vec(),
+        timeout_ms: plan.timeout.as_millis() as u64,
+        families: vec![],
+    };
+    // Every attempt's wait, and a little for entering the namespace and the sockets.
+    let own = Deadline::after(plan.timeout * u32::from(ATTEMPTS) + Duration::from_millis(100));
+    let bound = if own.instant() < deadline.instant() {
+        own
+    } else {
+        deadline
+    };
+    let specs = family_specs(&plan);
+    let inner = plan.clone();
+    match super::netns::in_netns(netns_path, bound, move |d| Ok(probe_here(&inner, d))) {
+        Ok(Ok(families)) => outcome.families = families,
+        Ok(Err(problem)) => {
+            outcome.families = not_run(&specs, &format!("{} {}", problem.path, problem.found))
+        }
+        Err(e) => outcome.families = not_run(&specs, &e.to_string()),
+    }
+    outcome
+}
+
+fn not_run(specs: &[FamilyProbe], why: &str) -> Vec<FamilyProbe> {
+    specs
+        .iter()
+        .cloned()
+        .map(|mut f| {
+            f.answer = Answer::NotRun(why.to_string());
+            f
+        })
+        .collect()
+}
+
+/// The families of a plan, before anything is sent.
+fn family_specs(plan: &ProbePlan) -> Vec<FamilyProbe> {
+    let mut out = vec![];
+    if let Some(src) = plan.v4 {
+        out.push(FamilyProbe {
+            v6: false,
+            target: IpAddr::V4(GATEWAY_V4),
+            source: IpAddr::V4(src),
+            dst_mac: vec![0xff; 6],
+            sent: 0,
+            answer: Answer::Nothing,
+        });
+    }
+    if let Some((src, target)) = plan.v6 {
+        out.push(FamilyProbe {
+            v6: true,
+            target: IpAddr::V6(target),
+            source: IpAddr::V6(src),
+            dst_mac: multicast_mac(solicited_node(target)).to_vec(),
+            sent: 0,
+            answer: Answer::Nothing,
+        });
+    }
+    out
+}
+
+/// One family in flight.
+struct Flight {
+    spec: FamilyProbe,
+    sock: Option<OwnedFd>,
+    request: Vec<u8>,
+    others: Vec<Vec<u8>>,
+    done: bool,
+}
+
+/// The probe, from the calling thread's namespace (the pod's). Both families are sent at once
+/// and waited for together: the worst case is `ATTEMPTS` timeouts, not one per family.
+fn probe_here(plan: &ProbePlan, deadline: Deadline) -> Vec<FamilyProbe> {
+    let mut flights: Vec<Flight> = family_specs(plan)
+        .into_iter()
+        .map(|spec| {
+            let (request, proto) = if spec.v6 {
+                let (src, target) = plan
+                    .v6
+                    .unwrap_or((Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED));
+                (
+                    neighbor_solicitation(plan.pod_mac, src, target),
+                    libc::ETH_P_IPV6,
+                )
+            } else {
+                let src = plan.v4.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                (arp_request(plan.pod_mac, src, GATEWAY_V4), libc::ETH_P_ARP)
+            };
+            let mut f = Flight {
+                spec,
+                sock: None,
+                request,
+                others: vec![],
+                done: false,
+            };
+            let filter = if f.spec.v6 {
+                NA_FILTER
+            } else {
+                ARP_REPLY_FILTER
+            };
+            match open_bound(plan.ifindex, proto as u16, filter) {
+                Ok(s) => f.sock = Some(s),
+                Err(e) => {
+                    f.spec.answer =
+                        Answer::NotRun(format!("open a packet socket on {}: {e}", plan.ifname));
+                    f.done = true;
+                }
+            }
+            f
+        })
+        .collect();
+    for attempt in 1..=ATTEMPTS {
+        let started = Instant::now();
+        let until = (started + plan.timeout).min(deadline.instant());
+        for f in flights.iter_mut().filter(|f| !f.done) {
+            let (proto, dst) = if f.spec.v6 {
+                (libc::ETH_P_IPV6, f.spec.dst_mac.clone())
+            } else {
+                (libc::ETH_P_ARP, f.spec.dst_mac.clone())
+            };
+            let Some(sock) = &f.sock else { continue };
+            match send_to(sock, plan.ifindex, proto as u16, &dst, &f.request) {
+                Ok(()) => f.spec.sent = attempt,
+                Err(e) => {
+                    f.spec.answer = Answer::NotRun(format!("send on {}: {e}", plan.ifname));
+                    f.done = true;
+                }
+            }
+        }
+        wait_replies(plan, &mut flights, attempt, started, until);
+        if flights.iter().all(|f| f.done) || Instant::now() >= deadline.instant() {
+            break;
+        }
+    }
+    flights
+        .into_iter()
+        .map(|mut f| {
+            if !f.done {
+                f.spec.answer = if f.others.is_empty() {
+                    Answer::Nothing
+                } else {
+                    Answer::OtherMacs(f.others)
+                };
+            }
+            f.spec
+        })
+        .collect()
+}
+
+/// Reads replies until every pending family has its answer or `until` passes.
+fn wait_replies(
+    plan: &ProbePlan,
+    flights: &mut [Flight],
+    attempt: u8,
+    started: Instant,
+    until: Instant,
+) {
+    let mut reads = 0usize;
+    let max_reads = MAX_READS * flights.len();
+    loop {
+        let pending: Vec<usize> = (0..flights.len()).filter(|i| !flights[*i].done).collect();
+        if pending.is_empty() || reads >= max_reads {
+            return;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let mut fds: Vec<libc::pollfd> = pending
+            .iter()
+            .filter_map(|i| flights[*i].sock.as_ref())
+            .map(|s| libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // Rounded up: a sub-millisecond remainder must not spin.
+        let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        if n == 0 {
+            return;
+        }
+        for (slot, i) in pending.iter().enumerate() {
+            if fds.get(slot).is_none_or(|p| p.revents & libc::POLLIN == 0) {
+                continue;
+            }
+            let f = &mut flights[*i];
+            // Everything queued now, without blocking (the socket is non-blocking).
+            while let Some(sock) = &f.sock {
+                let Some((frame, from_mac)) = recv(sock) else {
+                    break;
+                };
+                reads += 1;
+                let answered_by = if f.spec.v6 {
+                    match (f.spec.target, f.spec.source) {
+                        (IpAddr::V6(t), _) => na_sender(&frame, t, &from_mac),
+                        _ => None,
+                    }
+                } else {
+                    match f.spec.source {
+                        IpAddr::V4(s) => arp_reply_sender(&frame, GATEWAY_V4, s),
+                        IpAddr::V6(_) => None,
+                    }
+                };
+                if let Some(mac) = answered_by {
+                    if mac == plan.host_mac {
+                        f.spec.answer = Answer::Host {
+                            attempt,
+                            micros: started.elapsed().as_micros() as u64,
+                        };
+                        f.done = true;
+                        break;
+                    }
+                    if !f.others.contains(&mac.to_vec()) && f.others.len() < MAX_OTHER_MACS {
+                        f.others.push(mac.to_vec());
+                    }
+                }
+                if reads >= max_reads {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// An Ethernet/IPv4 ARP request (RFC 826), without the Ethernet header (SOCK_DGRAM adds it).
+pub fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mut p = Vec::with_capacity(28);
+    p.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    p.extend_from_slice(&sha);
+    p.extend_from_slice(&spa.octets());
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&tpa.octets());
+    p
+}
+
+/// The sender MAC of an ARP reply for `target` addressed to `to`, if `frame` is one.
+pub fn arp_reply_sender(frame: &[u8], target: Ipv4Addr, to: Ipv4Addr) -> Option<[u8; 6]> {
+    if frame.len() < 28 || frame[..6] != [0, 1, 0x08, 0x00, 6, 4] || frame[6..8] != [0, 2] {
+        return None;
+    }
+    if frame[14..18] != target.octets() || frame[24..28] != to.octets() {
+        return None;
+    }
+    frame[8..14].try_into().ok()
+}
+
+/// An IPv6 neighbor solicitation (RFC 4861 4.3) for `target` from `src`, to the target's
+/// solicited-node address, hop limit 255, with the source link-layer address option unless the
+/// source is `::` (which must not carry one, RFC 4861 7.1.1).
+pub fn neighbor_solicitation(mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let dst = solicited_node(target);
+    let mut icmp = Vec::with_capacity(32);
+    icmp.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+    icmp.extend_from_slice(&target.octets());
+    if !src.is_unspecified() {
+        icmp.extend_from_slice(&[1, 1]);
+        icmp.extend_from_slice(&mac);
+    }
+    let sum = icmpv6_checksum(src, dst, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut p = Vec::with_capacity(40 + icmp.len());
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[58, 255]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&icmp);
+    p
+}
+
+/// The one's-complement checksum over the IPv6 pseudo-header and the ICMPv6 message
+/// (RFC 4443 2.3, RFC 8200 8.1).
+pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            let w = if c.len() == 2 {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from(c[0]) << 8
+            };
+            sum += u32::from(w);
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&(msg.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, 58]);
+    add(msg);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The MAC that answered, if `frame` (from the IPv6 header on) is a neighbor advertisement for
+/// `target`: its target link-layer address option, else the frame's source MAC.
+pub fn na_sender(frame: &[u8], target: Ipv6Addr, from_mac: &[u8]) -> Option<[u8; 6]> {
+    if frame.len() < 64 || frame[0] >> 4 != 6 || frame[6] != 58 || frame[7] != 255 {
+        return None;
+    }
+    let icmp = &frame[40..];
+    if icmp[0] != 136 || icmp[1] != 0 || icmp[8..24] != target.octets() {
+        return None;
+    }
+    let mut opts = &icmp[24..];
+    while opts.len() >= 8 {
+        let len = usize::from(opts[1]) * 8;
+        if len == 0 || len > opts.len() {
+            break;
+        }
+        if opts[0] == 2 && len >= 8 {
+            return opts[2..8].try_into().ok();
+        }
+        opts = &opts[len..];
+    }
+    from_mac.try_into().ok()
+}
+
+/// Classic BPF: ARP replies (op 2) only, so the socket queues nothing else.
+const ARP_REPLY_FILTER: &[libc::sock_filter] = &[
+    bpf(0x28, 0, 0, 6), // ldh [6]: op
+    bpf(0x15, 0, 1, 2), // jeq #2
+    bpf(0x06, 0, 0, 0xffff),
+    bpf(0x06, 0, 0, 0),
+];
+
+/// Classic BPF: ICMPv6 (next header 58, no extension headers, as NDP has none) neighbor
+/// advertisements (type 136) only.
+const NA_FILTER: &[libc::sock_filter] = &[
+    bpf(0x30, 0, 0, 6),  // ldb [6]: next header
+    bpf(0x15, 0, 3, 58), // jeq #58
+    bpf(0x30, 0, 0, 40), // ldb [40]: ICMPv6 type
+    bpf(0x15, 0, 1, 136),
+    bpf(0x06, 0, 0, 0xffff),
+    bpf(0x06, 0, 0, 0),
+];
+
+const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+fn sockaddr_ll(ifindex: u32, proto: u16, mac: &[u8]) -> libc::sockaddr_ll {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut a: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    a.sll_family = libc::AF_PACKET as u16;
+    a.sll_protocol = proto.to_be();
+    a.sll_ifindex = ifindex as i32;
+    a.sll_halen = mac.len().min(8) as u8;
+    a.sll_addr[..mac.len().min(8)].copy_from_slice(&mac[..mac.len().min(8)]);
+    a
+}
+
+/// A non-blocking SOCK_DGRAM packet socket that receives only `proto` frames on `ifindex` that
+/// pass `filter`. It is opened with protocol 0 (receiving nothing) and bound only after the
+/// filter is attached, so no other frame is ever queued on it.
+fn open_bound(ifindex: u32, proto: u16, filter: &[libc::sock_filter]) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the fd is owned at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `filter`, valid for the call; the kernel copies it.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let addr = sockaddr_ll(ifindex, proto, &[]);
+    // SAFETY: `addr` is a valid sockaddr_ll of the given size.
+    let r = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+fn send_to(
+    sock: &OwnedFd,
+    ifindex: u32,
+    proto: u16,
+    dst: &[u8],
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let addr = sockaddr_ll(ifindex, proto, dst);
+    // SAFETY: buffer and address are valid for the call.
+    let n = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            payload.as_ptr() as *const libc::c_void,
+            payload.len(),
+            0,
+            &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One queued frame (from the network header on) and its source MAC; `None` when none is
+/// queued. Our own outgoing frames are skipped.
+fn recv(sock: &OwnedFd) -> Option<(Vec<u8>, Vec<u8>)> {
+    loop {
+        let mut buf = vec![0u8; 1500];
+        // SAFETY: plain data; all-zero is valid.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: buffer, address and length are valid for the call.
+        let n = unsafe {
+            libc::recvfrom(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                libc::MSG_DONTWAIT,
+                &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                &mut len,
+            )
+        };
+        if n < 0 {
+            return None;
+        }
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
+            continue;
+        }
+        buf.truncate(n as usize);
+        let halen = usize::from(from.sll_halen).min(8);
+        return Some((buf, from.sll_addr[..halen].to_vec()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arp_request_layout() {
+        let p = arp_request([2, 0, 0, 0, 0, 5], "10.0.0.5".parse().unwrap(), GATEWAY_V4);
+        assert_eq!(p.len(), 28);
+        assert_eq!(&p[6..8], &[0, 1]);
+        assert_eq!(&p[14..18], &[10, 0, 0, 5]);
+        assert_eq!(&p[24..28], &[169, 254, 1, 1]);
+    }
+
+    #[test]
+    fn arp_reply_is_recognised_only_for_the_gateway_and_us() {
+        let me: Ipv4Addr = "10.0.0.5".parse().unwrap();
+        let mut r = arp_request([0xee; 6], GATEWAY_V4, me);
+        r[7] = 2;
+        assert_eq!(arp_reply_sender(&r, GATEWAY_V4, me), Some([0xee; 6]));
+        assert_eq!(
+            arp_reply_sender(&r, GATEWAY_V4, "10.0.0.6".parse().unwrap()),
+            None
+        );
+        r[7] = 1;
+        assert_eq!(arp_reply_sender(&r, GATEWAY_V4, me), None);
+        assert_eq!(arp_reply_sender(&r[..20], GATEWAY_V4, me), None);
+    }
+
+    #[test]
+    fn calico_link_local_and_its_solicited_node_group() {
+        let ll = eui64_link_local([0xee; 6]);
+        assert_eq!(ll, "fe80::ecee:eeff:feee:eeee".parse::<Ipv6Addr>().unwrap());
+        let g = solicited_node(ll);
+        assert_eq!(g, "ff02::1:ffee:eeee".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(multicast_mac(g), [0x33, 0x33, 0xff, 0xee, 0xee, 0xee]);
+    }
+
+    #[test]
+    fn neighbor_solicitation_checksums_to_zero() {
+        let src: Ipv6Addr = "fd00:10::5".parse().unwrap();
+        let t = eui64_link_local([0xee; 6]);
+        let p = neighbor_solicitation([2, 0, 0, 0, 0, 5], src, t);
+        assert_eq!(p.len(), 72);
+        assert_eq!((p[6], p[7]), (58, 255));
+        assert_eq!(&p[24..40], &solicited_node(t).octets());
+        // A correct checksum makes the sum over pseudo-header and message 0 (i.e. !0xffff).
+        assert_eq!(icmpv6_checksum(src, solicited_node(t), &p[40..]), 0);
+        assert_eq!(&p[40 + 24..40 + 26], &[1, 1]);
+        // From ::, as DAD: no source link-layer option.
+        let p = neighbor_solicitation([2, 0, 0, 0, 0, 5], Ipv6Addr::UNSPECIFIED, t);
+        assert_eq!(p.len(), 64);
+        assert_eq!(
+            icmpv6_checksum(Ipv6Addr::UNSPECIFIED, solicited_node(t), &p[40..]),
+            0
+        );
+    }
+
+    #[test]
+    fn neighbor_advertisement_names_its_target_lladdr() {
+        let t = eui64_link_local([0xee; 6]);
+        let mut na = vec![0x60, 0, 0, 0, 0, 32, 58, 255];
+        na.extend_from_slice(&t.octets());
+        na.extend_from_slice(&"fd00:10::5".parse::<Ipv6Addr>().unwrap().octets());
+        na.extend_from_slice(&[136, 0, 0, 0, 0x60, 0, 0, 0]);
+        na.extend_from_slice(&t.octets());
+        na.extend_from_slice(&[2, 1, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
+        assert_eq!(na_sender(&na, t, &[1; 6]), Some([0xee; 6]));
+        // Without the option: the frame's source.
+        assert_eq!(na_sender(&na[..64], t, &[1; 6]), Some([1; 6]));
+        assert_eq!(na_sender(&na, "fe80::1".parse().unwrap(), &[1; 6]), None);
+        na[7] = 64; // not hop limit 255: not a valid NA (RFC 4861 7.1.2)
+        assert_eq!(na_sender(&na, t, &[1; 6]), None);
+    }
+
+    #[test]
+    fn plan_needs_the_pod_interface_up_and_both_macs() {
+        let fx = crate::checks::fixtures::healthy_dual();
+        let p = plan(
+            &fx.target,
+            fx.pod.as_ref().ok(),
+            &fx.host,
+            Duration::from_millis(50),
+        )
+        .expect("plan");
+        assert!(p.v4.is_some());
+        let (src, t) = p.v6.expect("v6");
+        assert_eq!(t, crate::checks::fixtures::LL.parse::<Ipv6Addr>().unwrap());
+        // The fixture's host end has no accept_dad reading: the pod's address.
+        assert_eq!(src, "fd00:10::5".parse::<Ipv6Addr>().unwrap());
+        let mut fx = crate::checks::fixtures::healthy_dual();
+        fx.host.sysctls.push(crate::inspect::SysctlRead {
+            key: format!("net.ipv6.conf.{}.accept_dad", crate::checks::fixtures::VETH),
+            value: Ok("0".into()),
+        });
+        let p = plan(&fx.target, fx.pod.as_ref().ok(), &fx.host, Duration::ZERO).expect("plan");
+        assert_eq!(p.v6.map(|v| v.0), Some(Ipv6Addr::UNSPECIFIED));
+        let mut fx = crate::checks::fixtures::healthy_v4();
+        fx.pod_mut().link.as_mut().unwrap().up = false;
+        assert!(plan(&fx.target, fx.pod.as_ref().ok(), &fx.host, Duration::ZERO).is_none());
+        let mut fx = crate::checks::fixtures::healthy_v4();
+        fx.host.veth_by_name = None;
+        fx.host.veth_by_peer = None;
+        assert!(plan(&fx.target, fx.pod.as_ref().ok(), &fx.host, Duration::ZERO).is_none());
+    }
+}
