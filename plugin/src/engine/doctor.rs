@@ -7,6 +7,7 @@ use crate::checks::{
 };
 use crate::config::Config;
 use crate::engine::install::conflist::OUR_TYPE;
+use crate::engine::reconcile;
 use crate::inspect::calico_conf::CalicoConf;
 use crate::inspect::cni_files::{self, CniFilesQuery};
 use crate::inspect::netlink::Netlink;
@@ -321,6 +322,10 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     let net = inspect::hostnet::gather(&mut nl, true, true)?;
     let mut pods = Vec::with_capacity(pairs.len());
     let mut families: Option<inspect::calico_conf::Families> = None;
+    let listed: Vec<reconcile::Listed> = pairs
+        .iter()
+        .map(|(v, _)| reconcile::Listed::of(v))
+        .collect();
     for (veth, ns) in pairs {
         let view = match (&ns, veth.peer_index) {
             (Some(_), Some(_)) => views.next(),
@@ -337,6 +342,8 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     for p in &mut pods {
         host_network_manager::name_mac_policy(&mut p.findings, &links);
     }
+    // Node-wide: stale host routes, duplicate pod IPs (attached to the pods concerned).
+    reconcile::run(&mut nl, &listed, &mut pods, s.overrides(), s.timeout)?;
     Ok(summarize(node, pods))
 }
 

@@ -14,6 +14,7 @@ pub mod netmgr;
 pub mod netns;
 mod nlmsg;
 pub mod node;
+pub mod reconcile;
 pub mod rooted;
 pub mod runtime;
 pub mod scan;
