@@ -105,7 +105,12 @@ pub fn check(f: &ReconcileFacts) -> Vec<Placed> {
                 continue;
             }
             let shown = describe_route(r, name_of);
-            let finding = finding(f, r, ip, owner, &holding, &shown);
+            let wins: Vec<usize> = holding
+                .iter()
+                .copied()
+                .filter(|h| own_route_wins(f, *h, ip, r.metric))
+                .collect();
+            let finding = finding(f, r, ip, owner, &holding, !wins.is_empty(), &shown);
             if out
                 .iter()
                 .any(|(i, g)| *i == at && g.object == finding.object)
@@ -115,11 +120,11 @@ pub fn check(f: &ReconcileFacts) -> Vec<Placed> {
             out.push((at, finding.clone()));
             // The holder's own route wins for now: neither host-route nor ip-conflict sees this
             // one, so the holder hears of it here.
-            for h in &holding {
+            for h in &wins {
                 let told = out
                     .iter()
                     .any(|(i, g)| i == h && g.object == finding.object);
-                if !told && own_route_wins(f, *h, ip, r.metric) {
+                if !told {
                     out.push((*h, finding.clone()));
                 }
             }
@@ -147,6 +152,7 @@ fn finding(
     ip: IpAddr,
     owner: &HostEnd,
     holding: &[usize],
+    shadowed: bool,
     shown: &str,
 ) -> Finding {
     let link = &owner.name;
@@ -183,16 +189,28 @@ fn finding(
         format!("{shown}; {ip} is held by {}", held_by.join(", "))
     };
     let del = delete_command(r, ip, link);
-    let mut remedy = format!(
-        "Felix removes routes on cali* links that no WorkloadEndpoint asks for, so this one stays \
-         only while calico-node is down, FELIX_REMOVEEXTERNALROUTES is false, or a stale \
-         WorkloadEndpoint still lists {ip} (calicoctl get workloadendpoints -o wide | grep {ip}); \
-         once confirmed, `{del}`. Until then Calico's CNI fails ADD for any pod given {ip} \
-         (\"route ... already exists for an interface other than\")"
-    );
+    // What it does while it is there: SetupRoutes' RouteAdd (no metric) collides with a
+    // route of the default metric only.
+    let mut impact = String::new();
     if !held_by.is_empty() {
-        remedy = format!("traffic for {ip} may go to {link} instead of its pod. {remedy}");
+        impact.push_str(&if shadowed {
+            format!("It takes {ip}'s traffic from its pod once the pod's own route goes. ")
+        } else {
+            format!("Traffic for {ip} goes to {link}, not to its pod. ")
+        });
     }
+    if r.metric == default_metric(r.v6) {
+        impact.push_str(&format!(
+            "Calico's CNI fails ADD for a pod given {ip} while it is there (\"route ... already \
+             exists for an interface other than\"). "
+        ));
+    }
+    let remedy = format!(
+        "{impact}Felix deletes routes on cali* links that no WorkloadEndpoint asks for, so it \
+         stays only while calico-node is down, FELIX_REMOVEEXTERNALROUTES is false, or a stale \
+         WorkloadEndpoint lists {ip} (calicoctl get workloadendpoints -o wide | grep {ip}); once \
+         confirmed, `{del}`"
+    );
     let warn = if owner.ips.is_none() {
         Some(format!(
             "only a warning: the pod behind {link} is unknown (see its host-veth, pod-netns or \
@@ -314,6 +332,12 @@ mod tests {
             "{}",
             g.remedy
         );
+        assert!(
+            g.remedy
+                .starts_with("Calico's CNI fails ADD for a pod given 10.244.1.7"),
+            "{}",
+            g.remedy
+        );
         assert!(needs_floating_ips(g));
         // Floating IPs in use, or unknown: it may be one, so only a warning.
         for fl in [FloatingIps::InUse, FloatingIps::Unknown] {
@@ -348,6 +372,17 @@ mod tests {
             "{}",
             g.remedy
         );
+        assert!(
+            g.remedy
+                .starts_with("It takes 10.244.1.5's traffic from its pod once"),
+            "{}",
+            g.remedy
+        );
+        assert!(
+            !g.remedy.contains("fails ADD"),
+            "not at metric 100: {}",
+            g.remedy
+        );
         // Floating IPs do not excuse it: the IP is a pod's.
         f.floating_ips = FloatingIps::InUse;
         assert_eq!(check(&f)[0].1.severity, Severity::Error);
@@ -358,6 +393,10 @@ mod tests {
         let out = check(&f);
         assert_eq!(out.len(), 1, "{out:#?}");
         assert_eq!(out[0].0, 1);
+        assert!(out[0]
+            .1
+            .remedy
+            .starts_with("Traffic for 10.244.1.5 goes to calib, not to its pod"));
     }
 
     #[test]
