@@ -30,7 +30,7 @@ PODS=0
 teardown() {
     for i in $(seq 1 "$PODS"); do echo "netns del $TAG-p$i"; done | ip -force -batch - 2>/dev/null || true
     ip netns del "$NODE" 2>/dev/null || true
-    rm -rf "$WORK/cache" "$WORK/times"
+    rm -rf "$WORK/cache" "$WORK/on" "$WORK/off"
 }
 cleanup() {
     teardown
@@ -52,6 +52,10 @@ cat >"$WORK/net.d/10-calico.conflist" <<EOC
   {"type": "calico", "ipam": {"type": "calico-ipam"}, "nodename_file": "$WORK/nodename"},
   {"type": "calico-preflight"}, {"type": "portmap", "capabilities": {"portMappings": true}}]}
 EOC
+# The same node with the reconciliation's checks off (the entry's `checks`): its cost alone.
+mkdir -p "$WORK/net.d-off"
+sed 's/{"type": "calico-preflight"}/{"type": "calico-preflight", "checks": {"stale-host-route": "off", "duplicate-pod-ip": "off"}}/' \
+    "$WORK/net.d/10-calico.conflist" >"$WORK/net.d-off/10-calico.conflist"
 for b in calico calico-ipam calico-preflight portmap; do printf '#!/bin/sh\nexit 0\n' >"$WORK/bin/$b"; chmod 755 "$WORK/bin/$b"; done
 ARGS=(doctor --conf-dir "$WORK/net.d" --cni-bin-dir "$WORK/bin")
 # The libcni cache reader may not be in this binary yet: then its entries are written, not read.
@@ -105,20 +109,34 @@ wire() {
 
 run() { nsenter --net="/run/netns/$NODE" "$BIN" "${ARGS[@]}" "$@"; }
 
-# Median, min, max wall time and peak RSS of RUNS doctor runs. Wall time from bash's
-# EPOCHREALTIME around each run (GNU time's %e has 10 ms resolution); RSS from GNU time.
-measure() {
-    rm -f "$WORK/times"
-    for _ in $(seq 1 "$RUNS"); do
-        t0=$EPOCHREALTIME
-        /usr/bin/time -f '%M' -o "$WORK/t" nsenter --net="/run/netns/$NODE" "$BIN" "${ARGS[@]}" >/dev/null || true
-        t1=$EPOCHREALTIME
-        # GNU time adds a "Command exited with non-zero status" line first when doctor finds something.
-        echo "$t0 $t1 $(tail -1 "$WORK/t")" >>"$WORK/times"
-    done
-    awk '{ print $2 - $1, $3 }' "$WORK/times" | sort -n | awk '
+# One doctor run (extra doctor args: "$@"): "<wall seconds> <peak RSS KiB>". Wall time from
+# bash's EPOCHREALTIME around it (GNU time's %e has 10 ms resolution); RSS from GNU time, which
+# adds a "Command exited with non-zero status" line first when doctor finds something.
+once() {
+    local t0 t1
+    t0=$EPOCHREALTIME
+    /usr/bin/time -f '%M' -o "$WORK/t" nsenter --net="/run/netns/$NODE" "$BIN" "${ARGS[@]}" "$@" >/dev/null || true
+    t1=$EPOCHREALTIME
+    echo "$t0 $t1 $(tail -1 "$WORK/t")" | awk '{ print $2 - $1, $3 }'
+}
+
+# Median, min, max and peak RSS of the runs in file $1.
+stats() {
+    sort -n "$1" | awk '
         { t[NR] = $1; if ($2 > rss) rss = $2 }
         END { printf "%.3f %.3f %.3f %d\n", t[int((NR + 1) / 2)], t[1], t[NR], rss }'
+}
+
+# RUNS runs as configured and, interleaved with them, RUNS with the reconciliation off (a later
+# --conf-dir wins): prints both stats lines.
+measure() {
+    rm -f "$WORK/on" "$WORK/off"
+    for _ in $(seq 1 "$RUNS"); do
+        once >>"$WORK/on"
+        once --conf-dir "$WORK/net.d-off" >>"$WORK/off"
+    done
+    stats "$WORK/on"
+    stats "$WORK/off"
 }
 
 echo "libcni cache entries read: $CACHE_READ" >&2
@@ -128,22 +146,25 @@ for size in $SIZES; do
     wire "$size"
     summary=$(run | grep '^Summary') || true
     echo "$summary"
+    run | grep '^\[WARNING\|^\[ERROR' | grep -v '^\[[A-Z]* [a-z-]*\] pod ' | cut -c1-200 || true
     [[ $summary == "Summary: $size pod(s) on cali* veths: $size healthy"* ]] || {
         echo "unexpected doctor result:" >&2
         run | head -20 >&2 || true
         exit 1
     }
-    read -r med min max rss < <(measure)
+    { read -r med min max rss; read -r omed omin omax orss; } < <(measure)
     MEDIAN[$size]=$med
     printf 'doctor on %d pods + %d cache entries, %d runs: median %.3f s, min %.3f s, max %.3f s, peak RSS %d KiB\n' \
         "$size" "$size" "$RUNS" "$med" "$min" "$max" "$rss"
+    printf '  interleaved, reconciliation off: median %.3f s, min %.3f s, max %.3f s, peak RSS %d KiB\n' \
+        "$omed" "$omin" "$omax" "$orss"
     if ((STALE > 0)); then
         # Stale routes on the first pods' links: IPs no pod holds (10.251.x.y), the re-check path.
         for i in $(seq 1 "$STALE"); do
             echo "route add 10.251.0.$i/32 dev $(printf 'cali%011d' "$i") scope link"
         done | ip -n "$NODE" -batch -
         found=$(run --json | grep -o '"check": *"stale-host-route"' | wc -l) || true
-        read -r smed smin smax srss < <(measure)
+        { read -r smed smin smax srss; read -r _ _ _ _; } < <(measure)
         printf '  with %d stale routes (%s stale-host-route findings): median %.3f s, min %.3f s, max %.3f s, peak RSS %d KiB\n' \
             "$STALE" "$found" "$smed" "$smin" "$smax" "$srss"
     fi
