@@ -448,3 +448,34 @@ fn a_kubevirt_migration_target_warns_as_in_add() {
     assert_eq!(severity(0), Some(json!("warn")), "{v:#}");
     assert_eq!(severity(1), Some(json!("error")), "{v:#}");
 }
+
+/// `--pod` reports one pod but judges it against every pod of the node: a duplicate IP held by
+/// a pod that was not asked about is still found.
+#[test]
+fn pod_selection_still_sees_a_duplicate_ip_on_another_pod() {
+    let n = node(&[
+        ("default", "web-0", json!({})),
+        ("default", "web-1", json!({})),
+    ]);
+    write_pod_entry(&n, 0);
+    write_pod_entry(&n, 1);
+    // web-1 also holds web-0's address (calico#13858).
+    n.pods[1]
+        .ns
+        .ip(&["addr", "add", "10.244.8.1/32", "dev", "eth0"]);
+    let (run, v) = json_doctor(&n, &["--pod", "default/web-0"]);
+    assert_eq!(run.status, 2, "{run:?}");
+    let pods = v["pods"].as_array().expect("pods");
+    assert_eq!(pods.len(), 1, "{v:#}");
+    assert_eq!(pods[0]["k8sPod"], "web-0");
+    let dup = pods[0]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["check"] == "duplicate-pod-ip")
+        .unwrap_or_else(|| panic!("no duplicate-pod-ip: {v:#}"));
+    assert!(
+        dup.to_string().contains(&n.veth(1)),
+        "the other holder is not named: {dup:#}"
+    );
+}

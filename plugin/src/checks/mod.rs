@@ -8,6 +8,7 @@ pub mod calico_nodename;
 pub mod cni_bin_dir;
 pub mod cni_binary_runnable;
 pub mod conflist_order;
+pub mod duplicate_pod_ip;
 pub mod host_forwarding;
 pub mod host_gateway_route;
 pub mod host_ip_forward;
@@ -30,6 +31,7 @@ pub mod pod_interface;
 pub mod pod_mtu;
 pub mod pod_netns;
 pub mod pod_routes;
+pub mod stale_host_route;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

@@ -8,6 +8,7 @@ use crate::checks::{
 use crate::config::Config;
 use crate::engine::doctor_cache;
 use crate::engine::install::conflist::OUR_TYPE;
+use crate::engine::reconcile;
 use crate::inspect::calico_conf::CalicoConf;
 use crate::inspect::cni_files::{self, CniFilesQuery};
 use crate::inspect::netlink::Netlink;
@@ -322,7 +323,7 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
             (v, ns)
         })
         .collect();
-    let (cache, pairs, claims, not_found) = cache_and_selection(o, &s, pairs);
+    let (cache, pairs, claims, selected, not_found) = cache_and_selection(o, &s, pairs);
     let found: Vec<(String, u32)> = pairs
         .iter()
         .filter_map(|(v, ns)| Some((ns.as_ref()?.path.clone(), v.peer_index?)))
@@ -339,14 +340,23 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     let net = inspect::hostnet::gather(&mut nl, true, true)?;
     let mut pods = Vec::with_capacity(pairs.len());
     let mut families: Option<inspect::calico_conf::Families> = None;
-    for ((veth, ns), claim) in pairs.into_iter().zip(claims) {
+    let listed: Vec<reconcile::Listed> = pairs
+        .iter()
+        .map(|(v, _)| reconcile::Listed::of(v))
+        .collect();
+    for (((veth, ns), claim), &chosen) in pairs.into_iter().zip(claims).zip(&selected) {
         let view = match (&ns, veth.peer_index) {
             (Some(_), Some(_)) => views.next(),
             _ => None,
         };
         nl.set_deadline(Deadline::after(s.timeout));
         let paired = view.is_some();
-        let mut report = pod_report(&mut nl, veth, ns.clone(), view, claim.as_ref(), &s, &net)?;
+        let ctx = PodCtx {
+            claim: claim.as_ref(),
+            // The probe sends packets: only for the pods asked about.
+            probe: s.probe && chosen,
+        };
+        let mut report = pod_report(&mut nl, veth, ns.clone(), view, ctx, &s, &net)?;
         cache_report(
             &cache,
             &mut report,
@@ -364,6 +374,15 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
         host_network_manager::name_mac_policy(&mut p.findings, &links);
     }
     node.extend(leaked_entries(&mut nl, &cache, &s)?);
+    // Node-wide: stale host routes, duplicate pod IPs (attached to the pods concerned).
+    reconcile::run(&mut nl, &listed, &mut pods, s.overrides(), s.timeout)?;
+    // `--pod`: every pod was read (a stale route or a duplicate IP is judged against all of
+    // them), only the one asked about is reported.
+    let pods = pods
+        .into_iter()
+        .zip(&selected)
+        .filter_map(|(p, &keep)| keep.then_some(p))
+        .collect();
     let mut report = summarize(node, pods);
     report.cni_cache = cache.summary();
     if not_found.is_some() {
@@ -375,7 +394,16 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
 
 type Pair = (inspect::Link, Option<NetnsRef>);
 
-/// libcni's result cache, each link's entry, and `--pod`'s selection of the links.
+/// What doctor knows of a pod besides its links: its cache entry, and whether to probe it.
+#[derive(Clone, Copy)]
+struct PodCtx<'a> {
+    claim: Option<&'a inspect::cni_cache::CacheEntry>,
+    probe: bool,
+}
+
+/// libcni's result cache, each link's entry, and `--pod`'s selection of the links (every
+/// link is kept: the selection says which are reported).
+#[allow(clippy::type_complexity)]
 fn cache_and_selection(
     o: &Options,
     s: &Setup,
@@ -384,6 +412,7 @@ fn cache_and_selection(
     doctor_cache::CacheView,
     Vec<Pair>,
     Vec<Option<inspect::cni_cache::CacheEntry>>,
+    Vec<bool>,
     Option<doctor_cache::PodNotFound>,
 ) {
     let cache = doctor_cache::CacheView::gather(o, &s.host_root, s.calico_network.clone());
@@ -392,30 +421,34 @@ fn cache_and_selection(
         .map(|(v, ns)| cache.entry_for(&v.name, ns.as_ref()).cloned())
         .collect();
     let Some(sel) = &o.pod else {
-        return (cache, pairs, claims, None);
+        let all = vec![true; pairs.len()];
+        return (cache, pairs, claims, all, None);
     };
-    let total = pairs.len();
-    let mut names = Vec::new();
-    let (mut kept, mut kept_claims) = (Vec::new(), Vec::new());
-    for (p, c) in pairs.into_iter().zip(claims) {
-        if doctor_cache::selects(sel, c.as_ref()) {
-            kept.push(p);
-            kept_claims.push(c);
-        } else if names.len() < doctor_cache::NOT_FOUND_LISTED {
-            let name = c
-                .as_ref()
-                .and_then(|e| e.k8s_name())
-                .or_else(|| p.1.as_ref().map(|n| n.label.clone()))
-                .unwrap_or_else(|| "?".into());
-            names.push(format!("{name} ({})", p.0.name));
+    let selected: Vec<bool> = claims
+        .iter()
+        .map(|c| doctor_cache::selects(sel, c.as_ref()))
+        .collect();
+    let not_found = (!selected.contains(&true)).then(|| {
+        let found = pairs
+            .iter()
+            .zip(&claims)
+            .take(doctor_cache::NOT_FOUND_LISTED)
+            .map(|(p, c)| {
+                let name = c
+                    .as_ref()
+                    .and_then(|e| e.k8s_name())
+                    .or_else(|| p.1.as_ref().map(|n| n.label.clone()))
+                    .unwrap_or_else(|| "?".into());
+                format!("{name} ({})", p.0.name)
+            })
+            .collect();
+        doctor_cache::PodNotFound {
+            pod: format!("{}/{}", sel.0, sel.1),
+            pods_found: pairs.len(),
+            found,
         }
-    }
-    let not_found = kept.is_empty().then(|| doctor_cache::PodNotFound {
-        pod: format!("{}/{}", sel.0, sel.1),
-        pods_found: total,
-        found: names,
     });
-    (cache, kept, kept_claims, not_found)
+    (cache, pairs, claims, selected, not_found)
 }
 
 /// The pod's names from its cache entry, and `orphan-veth` when its namespace was found.
@@ -459,7 +492,7 @@ fn pod_report(
     veth: inspect::Link,
     ns: Option<NetnsRef>,
     view: Option<PodOutcome>,
-    claim: Option<&inspect::cni_cache::CacheEntry>,
+    ctx: PodCtx,
     s: &Setup,
     net: &inspect::hostnet::HostNet,
 ) -> Result<PodReport, InspectError> {
@@ -512,13 +545,13 @@ fn pod_report(
         pod_ips: ips,
         host_ifaces: vec![veth.name.clone()],
         // What ADD knew from CNI_ARGS and its prevResult, from the runtime's cache entry.
-        pod_name: claim.and_then(|c| c.k8s_pod.clone()),
-        result_has_routes: claim.and_then(|c| c.result_has_routes),
+        pod_name: ctx.claim.and_then(|c| c.k8s_pod.clone()),
+        result_has_routes: ctx.claim.and_then(|c| c.result_has_routes),
     };
     let host = inspect::gather_host_shared(nl, &target, pod.as_ref().ok(), net.clone())?;
     // The active probe, unless --no-probe or the entry turns the check off; with the entry's
     // probeTimeoutMs, as ADD would wait.
-    let probe = (s.probe
+    let probe = (ctx.probe
         && s.cfg.severity_override(CheckId::PodGatewayProbe) != Some(Severity::Off))
     .then(|| inspect::probe::plan(&target, pod.as_ref().ok(), &host, s.cfg.probe_timeout))
     .flatten()

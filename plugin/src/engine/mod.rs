@@ -5,3 +5,4 @@
 pub mod doctor;
 pub mod doctor_cache;
 pub mod install;
+pub mod reconcile;

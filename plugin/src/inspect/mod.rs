@@ -16,6 +16,7 @@ pub mod netns;
 mod nlmsg;
 pub mod node;
 pub mod probe;
+pub mod reconcile;
 pub mod rooted;
 pub mod runtime;
 pub mod scan;
