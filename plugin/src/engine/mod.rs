@@ -4,3 +4,4 @@
 
 pub mod doctor;
 pub mod install;
+pub mod metrics;
