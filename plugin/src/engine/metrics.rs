@@ -168,7 +168,7 @@ pub fn render(s: &Snapshot) -> String {
             &mut out,
             "calico_preflight_conflist_repairs_total",
             "counter",
-            "Times install --watch put calico-preflight's entry back into Calico's conflist.",
+            "Times install --watch wrote calico-preflight's entry into Calico's conflist (put it in or back).",
         );
         let _ = writeln!(out, "calico_preflight_conflist_repairs_total {n}");
     }
