@@ -65,11 +65,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Err(e) => return usage_error("doctor", &e),
     };
     let scan = metrics::timed_scan(&opts);
-    if let Some(path) = &textfile {
-        if !write_textfile(path, scan.as_ref().ok()) {
-            return 3;
-        }
-    }
+    let written = textfile
+        .as_ref()
+        .is_none_or(|path| write_textfile(path, scan.as_ref().ok()));
     let report = match scan {
         Ok(s) => s.report,
         Err(e) => {
@@ -87,6 +85,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     } else {
         print!("{}", render(&report, &opts.prefixes.join(",")));
+    }
+    if !written {
+        return 3;
     }
     report.exit_code
 }
