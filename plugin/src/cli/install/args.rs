@@ -43,7 +43,7 @@ Usage: calico-preflight install [options]
   --scan-interval SECONDS   time between the starts of two scans (default 60); scans never
                             overlap and never delay the conflist watch
   doctor's scan options     --prefix, --netns-dir, --no-proc-scan, --search-bin-dir,
-                            --iptables, --host-root, --timeout-ms (and the ones doctor adds),
+                            --iptables, --host-root, --timeout-ms and doctor's other scan flags,
                             with doctor's spellings and defaults, for the scans of
                             --metrics-addr; the scans also use --cni-conf-dir, --cni-bin-dir,
                             --containerd-config and --crio-config. See `doctor --help`
