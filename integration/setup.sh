@@ -1,12 +1,14 @@
 #!/bin/bash
 # Idempotent setup of what the tests need: iproute2/nsenter for namespaces, iptables (legacy and nft)
-# and nftables for the iptables-backend tests, containerd for the CRI harness (integration/src/cri.rs).
+# and nftables for the iptables-backend tests, containerd for the CRI harness (integration/src/cri.rs),
+# prometheus for its promtool (integration/tests/metrics.rs checks our metrics with it; on a node
+# running systemd the package also starts a Prometheus server on :9090).
 # Installs Debian 12 packages and a Python venv with the CRI gRPC stubs; skips what is already there.
 # Must run as root. Override the venv location with CALICO_PREFLIGHT_CRI_VENV (cri.rs reads the same).
 set -euo pipefail
 
 VENV=${CALICO_PREFLIGHT_CRI_VENV:-/var/tmp/calico-preflight-cri-venv}
-PKGS=(containerd runc containernetworking-plugins busybox-static python3-venv iproute2 util-linux procps iptables nftables)
+PKGS=(containerd runc containernetworking-plugins busybox-static python3-venv iproute2 util-linux procps iptables nftables prometheus)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup.sh: must run as root" >&2; exit 1

@@ -52,6 +52,13 @@ fn daemonset_commands_install_and_keep_our_entry() {
                     .replace("/host/", &format!("{}/", tmp.display()))
                     .replace("$(PREFLIGHT_ENTRY)", &entry)
             })
+            // The metrics port on loopback, kernel-chosen (no clash with anything running
+            // here); the scan reads this machine's root, read-only.
+            .map(|a| match a.as_str() {
+                "0.0.0.0:9276" => "127.0.0.1:0".to_string(),
+                "/hostfs" => "/".to_string(),
+                _ => a,
+            })
             .collect()
     };
     let mut init_args = args(init);
@@ -157,4 +164,130 @@ fn daemonset_mounts_the_host_root_read_only_for_doctor() {
         .output()
         .expect("doctor --help");
     assert!(String::from_utf8_lossy(&out.stdout).contains("--host-root DIR"));
+}
+
+fn daemonset(docs: &[serde_yaml::Value]) -> &serde_yaml::Value {
+    docs.iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("DaemonSet")
+}
+
+/// Every container's command is one our CLI accepts: each flag known to its subcommand and
+/// each value valid (`--help` at the end is reached only when everything before it parsed).
+#[test]
+fn every_flag_in_the_manifest_parses() {
+    let docs = manifest();
+    let spec = &daemonset(&docs)["spec"]["template"]["spec"];
+    let mut checked = 0;
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_sequence().into_iter().flatten() {
+            let cmd: Vec<String> = c["command"]
+                .as_sequence()
+                .expect("command list")
+                .iter()
+                .map(|a| a.as_str().expect("string arg").to_string())
+                .collect();
+            assert_eq!(cmd[0], "/calico-preflight", "{cmd:?}");
+            let args: Vec<String> = cmd[1..]
+                .iter()
+                .map(|a| a.replace("$(PREFLIGHT_ENTRY)", r#"{"type": "calico-preflight"}"#))
+                .collect();
+            let out = std::process::Command::new(bin("calico-preflight"))
+                .args(&args)
+                .arg("--help")
+                .output()
+                .expect("run");
+            assert!(
+                out.status.success(),
+                "{}: {args:?}: {}",
+                c["name"].as_str().unwrap_or("?"),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "init and main container");
+}
+
+/// The main container: the capabilities it needs and no others, each named with its reason in
+/// the manifest; hostPID; host paths read-only except the two CNI dirs install writes; probes
+/// and the scrape annotation on the port --metrics-addr serves.
+#[test]
+fn daemonset_capabilities_probes_and_metrics_port() {
+    let docs = manifest();
+    let ds = daemonset(&docs);
+    let tmpl = &ds["spec"]["template"];
+    let spec = &tmpl["spec"];
+    assert_eq!(spec["hostPID"], true, "pods found through /proc");
+    assert_eq!(spec["hostNetwork"], true);
+    let main = &spec["containers"][0];
+    let caps = &main["securityContext"]["capabilities"];
+    assert_eq!(
+        caps["drop"],
+        serde_yaml::to_value(["ALL"]).unwrap(),
+        "{caps:?}"
+    );
+    let added: Vec<&str> = caps["add"]
+        .as_sequence()
+        .expect("capabilities.add")
+        .iter()
+        .map(|c| c.as_str().expect("cap"))
+        .collect();
+    for need in ["SYS_ADMIN", "NET_ADMIN", "NET_RAW"] {
+        assert!(added.contains(&need), "{need} missing: {added:?}");
+    }
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/calico-preflight.yaml"),
+    )
+    .expect("manifest");
+    for cap in &added {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("#   {cap} "))),
+            "{cap} is not explained in the manifest"
+        );
+    }
+
+    // --metrics-addr's port is the container's metrics port, the probes' and the annotation's.
+    let cmd: Vec<&str> = main["command"]
+        .as_sequence()
+        .expect("command")
+        .iter()
+        .map(|a| a.as_str().expect("arg"))
+        .collect();
+    let addr = cmd
+        .iter()
+        .position(|a| *a == "--metrics-addr")
+        .map(|i| cmd[i + 1])
+        .expect("--metrics-addr in the main container");
+    let port: u64 = addr.rsplit(':').next().unwrap().parse().expect("port");
+    let ports = main["ports"].as_sequence().expect("ports");
+    let named = ports
+        .iter()
+        .find(|p| p["containerPort"].as_u64() == Some(port))
+        .expect("the metrics port listed");
+    let resolves = |p: &serde_yaml::Value| p.as_u64() == Some(port) || *p == named["name"];
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &main[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}: {get:?}");
+        assert!(resolves(&get["port"]), "{probe} port: {get:?}");
+    }
+    let ann = &tmpl["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/port"], port.to_string().as_str());
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+    // The scans read the host through the read-only root.
+    let h = cmd
+        .iter()
+        .position(|a| *a == "--host-root")
+        .expect("--host-root");
+    assert_eq!(cmd[h + 1], "/hostfs");
+
+    let writable = ["cni-bin-dir", "cni-net-dir"];
+    for m in main["volumeMounts"].as_sequence().expect("mounts") {
+        let name = m["name"].as_str().expect("name");
+        if !writable.contains(&name) {
+            assert_eq!(m["readOnly"], true, "{name} is only read: {m:?}");
+        }
+    }
 }

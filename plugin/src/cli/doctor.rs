@@ -4,8 +4,9 @@ use super::grammar::{usage_error, Args, Parsed};
 use super::npd;
 use crate::checks::{Finding, Severity};
 use crate::cni::env::escape_control;
-use crate::engine::doctor::{self, Options, Report};
+use crate::engine::doctor::{Options, Report};
 use crate::engine::install::NO_CONFIG;
+use crate::engine::metrics;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,16 +56,28 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
                             for 169.254.1.1 / one IPv6 neighbor solicitation from inside each
                             pod; the host learns the pod's neighbour entry, as from the pod's
                             first packet)
+  --textfile PATH           also write the report as Prometheus metrics to PATH (must end
+                            in .prom) for node_exporter's textfile collector, atomically
+                            (temp file in the same dir + rename); the output and exit
+                            status are as without it, except 3 when PATH cannot be written.
+                            The metrics are those of install --metrics-addr (README, \"Run it
+                            across the cluster\") without calico_preflight_conflist_repairs_total
   -h, --help                this text
 
-Exit status: 0 all healthy, 1 warnings only, 2 errors, 3 the scan itself failed,
-4 the --pod named is on none of this node's links, 64 usage error. With --npd: 0 OK,
-1 a problem, 2 could not check (see --npd; also a --pod on none of this node's links).
+Exit status: 0 all healthy, 1 warnings only, 2 errors, 3 the scan itself failed (or
+--textfile could not be written), 4 the --pod named is on none of this node's links,
+64 usage error. With --npd: 0 OK, 1 a problem, 2 could not check (see --npd; also a --pod
+on none of this node's links).
 ";
 
 pub fn main(args: Vec<OsString>) -> i32 {
     let npd_mode = npd::requested(&args);
-    let (opts, json, npd) = match parse(args) {
+    let Run {
+        opts,
+        json,
+        textfile,
+        npd,
+    } = match parse(args) {
         Ok(Parsed::Run(x)) => x,
         Ok(Parsed::Help) => {
             print!("{HELP}");
@@ -77,8 +90,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if let Some(s) = npd {
         return npd::main(&opts, s);
     }
-    let report = match doctor::run(&opts) {
-        Ok(r) => r,
+    let scan = metrics::timed_scan(&opts);
+    let written = textfile
+        .as_ref()
+        .is_none_or(|path| write_textfile(path, scan.as_ref().ok()));
+    let report = match scan {
+        Ok(s) => s.report,
         Err(e) => {
             eprintln!("calico-preflight doctor: {e}");
             return 3;
@@ -95,7 +112,46 @@ pub fn main(args: Vec<OsString>) -> i32 {
     } else {
         print!("{}", render(&report, &opts.prefixes.join(",")));
     }
+    if !written {
+        return 3;
+    }
     report.exit_code
+}
+
+/// `--textfile PATH`: node_exporter's textfile collector reads only `*.prom` files, so any
+/// other name would be written and never read.
+fn textfile_path(a: &mut Args) -> Result<PathBuf, String> {
+    let p = a.path()?;
+    if !metrics::textfile_name_ok(&p) {
+        return Err(format!(
+            "--textfile must name a file ending in .prom (node_exporter's textfile collector \
+             reads only *.prom), got {:?}",
+            p.display().to_string()
+        ));
+    }
+    Ok(p)
+}
+
+/// Writes the metrics of `scan` (`None`: the scan failed: only the error counter, so that an
+/// older file's findings do not live on); false, with the reason on stderr, when it cannot.
+fn write_textfile(path: &Path, scan: Option<&metrics::Scan>) -> bool {
+    let text = metrics::render(&metrics::Snapshot {
+        last: scan,
+        scan_errors: u64::from(scan.is_none()),
+        conflist_repairs: None,
+    });
+    match metrics::write_textfile(path, &text) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "calico-preflight doctor: cannot write the metrics to {}: {e}\n  to fix: \
+                 pass --textfile with a file in node_exporter's --collector.textfile.directory \
+                 that this user can write",
+                path.display()
+            );
+            false
+        }
+    }
 }
 
 /// `--containerd-config` / `--crio-config`: a path, or `none` to not read it.
@@ -104,26 +160,23 @@ fn runtime_config(a: &mut Args) -> Result<Option<PathBuf>, String> {
     Ok((p != Path::new(NO_CONFIG)).then_some(p))
 }
 
-type Cli = (Options, bool, Option<npd::Settings>);
+/// Doctor's scan flags, shared with `install --watch` (whose scans take them with the same
+/// spellings and defaults). A repeatable dir flag replaces the default list on its first use.
+#[derive(Debug, Clone, Default)]
+pub struct ScanFlags {
+    pub opts: Options,
+    netns_dirs: Vec<PathBuf>,
+    bin_dirs: Vec<PathBuf>,
+}
 
-fn parse(args: Vec<OsString>) -> Result<Parsed<Cli>, String> {
-    let mut o = Options::default();
-    let mut json = false;
-    let (mut npd_on, mut npd_s, mut npd_len) = (false, npd::Settings::default(), false);
-    let (mut netns_dirs, mut bin_dirs) = (vec![], vec![]);
-    let mut a = Args::new(args);
-    while let Some(flag) = a.next_flag()? {
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--json" => json = true,
-            "--npd" => npd_on = true,
-            "--npd-warnings" => npd_s.warnings = true,
-            "--max-output-length" => {
-                npd_s.max_len = npd::parse_max_output_length(&a.string()?)?;
-                npd_len = true;
-            }
+impl ScanFlags {
+    /// Handles `flag` when it is a scan flag; `Ok(false)` when it is not one.
+    pub fn flag(&mut self, a: &mut Args, flag: &str) -> Result<bool, String> {
+        let o = &mut self.opts;
+        match flag {
             "--no-proc-scan" => o.scan_procs = false,
             "--no-probe" => o.probe = false,
+            "--cni-cache-dir" => o.cni_cache_dir = a.path()?,
             "--prefix" => {
                 o.prefixes = a
                     .string()?
@@ -136,13 +189,13 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<Cli>, String> {
                     return Err("--prefix needs at least one prefix, e.g. cali".into());
                 }
             }
-            "--netns-dir" => netns_dirs.push(a.path()?),
+            "--netns-dir" => self.netns_dirs.push(a.path()?),
             // install's spelling and doctor's original one.
             "--cni-conf-dir" | "--conf-dir" => o.conf_dir = a.path()?,
-            "--cni-bin-dir" => bin_dirs.push(a.path()?),
+            "--cni-bin-dir" => self.bin_dirs.push(a.path()?),
             "--search-bin-dir" => o.search_bin_dirs.push(a.path()?),
-            "--containerd-config" => o.containerd_config = runtime_config(&mut a)?,
-            "--crio-config" => o.crio_config = runtime_config(&mut a)?,
+            "--containerd-config" => o.containerd_config = runtime_config(a)?,
+            "--crio-config" => o.crio_config = runtime_config(a)?,
             "--iptables" => o.iptables_command = a.path()?,
             "--host-root" => {
                 let r = a.path()?;
@@ -154,8 +207,6 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<Cli>, String> {
                 }
                 o.host_root = Some(r);
             }
-            "--cni-cache-dir" => o.cni_cache_dir = a.path()?,
-            "--pod" => o.pod = Some(pod_selector(&a.string()?)?),
             "--timeout-ms" => {
                 let v = a.string()?;
                 let ms: u64 = v
@@ -165,14 +216,57 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<Cli>, String> {
                     .ok_or_else(|| format!("--timeout-ms must be 1..60000, got {v:?}"))?;
                 o.timeout = Duration::from_millis(ms);
             }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The options, with the repeatable dirs in place of the defaults when given.
+    pub fn finish(self) -> Options {
+        let mut o = self.opts;
+        if !self.netns_dirs.is_empty() {
+            o.netns_dirs = self.netns_dirs;
+        }
+        if !self.bin_dirs.is_empty() {
+            o.cni_path = self.bin_dirs;
+        }
+        o
+    }
+}
+
+/// What doctor was asked to do.
+struct Run {
+    opts: Options,
+    json: bool,
+    /// `--textfile`: also write the metrics there.
+    textfile: Option<PathBuf>,
+    /// `--npd`: answer as a node-problem-detector plugin.
+    npd: Option<npd::Settings>,
+}
+
+fn parse(args: Vec<OsString>) -> Result<Parsed<Run>, String> {
+    let mut scan = ScanFlags::default();
+    let mut json = false;
+    let mut textfile = None;
+    let (mut npd_on, mut npd_s, mut npd_len) = (false, npd::Settings::default(), false);
+    let mut a = Args::new(args);
+    while let Some(flag) = a.next_flag()? {
+        if scan.flag(&mut a, &flag)? {
+            continue;
+        }
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--json" => json = true,
+            "--textfile" => textfile = Some(textfile_path(&mut a)?),
+            "--npd" => npd_on = true,
+            "--npd-warnings" => npd_s.warnings = true,
+            "--max-output-length" => {
+                npd_s.max_len = npd::parse_max_output_length(&a.string()?)?;
+                npd_len = true;
+            }
+            "--pod" => scan.opts.pod = Some(pod_selector(&a.string()?)?),
             _ => return Err(a.unknown()),
         }
-    }
-    if !netns_dirs.is_empty() {
-        o.netns_dirs = netns_dirs;
-    }
-    if !bin_dirs.is_empty() {
-        o.cni_path = bin_dirs;
     }
     if !npd_on && (npd_s.warnings || npd_len) {
         return Err("--npd-warnings and --max-output-length go with --npd".into());
@@ -180,7 +274,19 @@ fn parse(args: Vec<OsString>) -> Result<Parsed<Cli>, String> {
     if npd_on && json {
         return Err("--npd and --json are two different outputs: pick one".into());
     }
-    Ok(Parsed::Run((o, json, npd_on.then_some(npd_s))))
+    if npd_on && textfile.is_some() {
+        return Err(
+            "--npd and --textfile are two different outputs: pick one (run doctor --textfile \
+             from cron, or install --watch --metrics-addr, beside NPD)"
+                .into(),
+        );
+    }
+    Ok(Parsed::Run(Run {
+        opts: scan.finish(),
+        json,
+        textfile,
+        npd: npd_on.then_some(npd_s),
+    }))
 }
 
 /// `--pod NAMESPACE/NAME`: both parts non-empty, as Kubernetes names are.

@@ -25,7 +25,7 @@ use std::time::Duration;
 /// CRI-O and podman all use it.
 pub const DEFAULT_CNI_CACHE_DIR: &str = "/var/lib/cni";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// Host interface name prefixes (Calico: "cali"; FELIX_INTERFACEPREFIX may list several).
     pub prefixes: Vec<String>,

@@ -5,4 +5,5 @@
 pub mod doctor;
 pub mod doctor_cache;
 pub mod install;
+pub mod metrics;
 pub mod reconcile;

@@ -1,12 +1,16 @@
 //! Flags of `install` and `uninstall`, in the grammar every subcommand shares (`super::super::grammar`).
 
+use crate::cli::doctor::ScanFlags;
 use crate::cli::grammar::Args;
 pub use crate::cli::grammar::Parsed;
 use crate::config::Config;
 use crate::engine::install::conflist::{parse_entry, Position};
-use crate::engine::install::{Common, InstallOpts, UninstallOpts, DEFAULT_INTERVAL};
+use crate::engine::install::monitor::{MonitorOpts, DEFAULT_SCAN_INTERVAL};
+use crate::engine::install::{Common, InstallOpts, UninstallOpts, DEFAULT_INTERVAL, NO_CONFIG};
 use serde_json::{Map, Value};
 use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const INSTALL_HELP: &str = "\
@@ -31,6 +35,18 @@ Usage: calico-preflight install [options]
   --watch                   after installing, keep our entry in place when Calico's installer
                             rewrites its conflist; runs until SIGTERM or SIGINT
   --interval SECONDS        how often --watch looks at the conf dir (default 2)
+  --metrics-addr IP:PORT    with --watch: also check the node like `doctor` every
+                            --scan-interval and serve the result as Prometheus metrics on
+                            http://IP:PORT/metrics, with /healthz (200 while serving, for a
+                            liveness probe: a broken node does not fail it) and /readyz (200
+                            once the first scan finished); off unless given
+  --scan-interval SECONDS   time between the starts of two scans (default 60); scans never
+                            overlap and never delay the conflist watch
+  doctor's scan options     --prefix, --netns-dir, --no-proc-scan, --search-bin-dir,
+                            --iptables, --host-root, --timeout-ms and doctor's other scan flags,
+                            with doctor's spellings and defaults, for the scans of
+                            --metrics-addr; the scans also use --cni-conf-dir, --cni-bin-dir,
+                            --containerd-config and --crio-config. See `doctor --help`
   --containerd-config PATH  containerd's config (default /etc/containerd/config.toml);
                             none: do not read it
   --crio-config PATH        CRI-O's config file or drop-in dir (default /etc/crio/crio.conf and
@@ -95,10 +111,19 @@ pub fn parse_install(args: Vec<OsString>) -> Result<Parsed<InstallOpts>, String>
         watch: false,
         interval: DEFAULT_INTERVAL,
         watch_iterations: None,
+        monitor: None,
     };
+    let mut scan = ScanFlags::default();
+    // The first scan flag given, for the message when there is no scan to take it.
+    let mut scan_flag: Option<String> = None;
+    let (mut addr, mut scan_interval) = (None, None);
     let mut a = Args::new(args);
     while let Some(flag) = a.next_flag()? {
         if common_flag(&mut a, &mut o.common, &flag)? {
+            continue;
+        }
+        if scan.flag(&mut a, &flag)? {
+            scan_flag.get_or_insert(flag);
             continue;
         }
         match flag.as_str() {
@@ -111,7 +136,9 @@ pub fn parse_install(args: Vec<OsString>) -> Result<Parsed<InstallOpts>, String>
             }
             "--entry" => o.entry = Some(entry(&a.string()?)?),
             "--watch" => o.watch = true,
-            "--interval" => o.interval = interval(&a.string()?)?,
+            "--interval" => o.interval = interval("--interval", &a.string()?)?,
+            "--scan-interval" => scan_interval = Some(interval("--scan-interval", &a.string()?)?),
+            "--metrics-addr" => addr = Some(metrics_addr(&a.string()?)?),
             "--watch-iterations" => {
                 let v = a.string()?;
                 o.watch_iterations = Some(v.parse().map_err(|_| {
@@ -124,7 +151,60 @@ pub fn parse_install(args: Vec<OsString>) -> Result<Parsed<InstallOpts>, String>
     if o.watch && o.common.dry_run {
         return Err("--watch and --dry-run do not go together: --dry-run changes nothing".into());
     }
+    // Without an endpoint a scan's result would go nowhere: no --metrics-addr, no scans.
+    match (addr, o.watch) {
+        (Some(_), false) => {
+            return Err("--metrics-addr needs --watch: only the watch keeps running".into())
+        }
+        (None, _) => {
+            if let Some(f) = scan_interval
+                .map(|_| "--scan-interval".to_string())
+                .or(scan_flag)
+            {
+                return Err(format!(
+                    "{f} is an option of the node scan, which runs only with --watch \
+                     --metrics-addr HOST:PORT (its results are the metrics)"
+                ));
+            }
+        }
+        (Some(addr), true) => {
+            o.monitor = Some(MonitorOpts {
+                addr,
+                scan_interval: scan_interval.unwrap_or(DEFAULT_SCAN_INTERVAL),
+                scan: scan_options(scan, &o.common),
+            })
+        }
+    }
     Ok(Parsed::Run(o))
+}
+
+/// The scan looks at the dirs install edits: install's own dir flags feed it, as doctor's
+/// same-named flags would.
+fn scan_options(scan: ScanFlags, c: &Common) -> crate::engine::doctor::Options {
+    let mut s = scan.finish();
+    if let Some(d) = &c.conf_dir {
+        s.conf_dir = d.clone();
+    }
+    if !c.bin_dirs.is_empty() {
+        s.cni_path = c.bin_dirs.clone();
+    }
+    // install: `none` turns the lookup off, no flag reads the default; doctor: `None` is off.
+    let runtime = |flag: &Option<PathBuf>, default: Option<PathBuf>| match flag {
+        None => default,
+        Some(p) if p.as_os_str() == NO_CONFIG => None,
+        Some(p) => Some(p.clone()),
+    };
+    s.containerd_config = runtime(&c.containerd_config, s.containerd_config.clone());
+    s.crio_config = runtime(&c.crio_config, s.crio_config.clone());
+    s
+}
+
+/// `--metrics-addr IP:PORT`: an address literal ([::]:9276 for IPv6), so that starting needs
+/// no name lookup; port 0 lets the kernel pick one (printed at start).
+fn metrics_addr(v: &str) -> Result<SocketAddr, String> {
+    v.parse().map_err(|_| {
+        format!("--metrics-addr must be IP:PORT, e.g. 0.0.0.0:9276 or [::]:9276, found {v:?}")
+    })
 }
 
 pub fn parse_uninstall(args: Vec<OsString>) -> Result<Parsed<UninstallOpts>, String> {
@@ -160,13 +240,13 @@ fn entry(text: &str) -> Result<Map<String, Value>, String> {
     Ok(e)
 }
 
-fn interval(v: &str) -> Result<Duration, String> {
+fn interval(flag: &str, v: &str) -> Result<Duration, String> {
     match v.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s <= MAX_INTERVAL_SECS => {
             Ok(Duration::from_secs_f64(s))
         }
         _ => Err(format!(
-            "--interval must be a number of seconds above 0 and at most {MAX_INTERVAL_SECS}, found {v:?}"
+            "{flag} must be a number of seconds above 0 and at most {MAX_INTERVAL_SECS}, found {v:?}"
         )),
     }
 }
@@ -241,6 +321,81 @@ mod tests {
             assert!(e.contains(want), "{args:?}: {e}");
         }
         assert_eq!(parse_install(s(&["-h"])), Ok(Parsed::Help));
+    }
+
+    #[test]
+    fn metrics_flags_take_doctors_scan_options_and_installs_dirs() {
+        let o = install(&[
+            "--watch",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--scan-interval=1.5",
+            "--cni-conf-dir",
+            "/c",
+            "--cni-bin-dir",
+            "/b",
+            "--containerd-config",
+            "none",
+            "--host-root",
+            "/hostfs",
+            "--netns-dir",
+            "/n",
+            "--prefix",
+            "cali,tap",
+            "--no-proc-scan",
+            "--timeout-ms=500",
+        ])
+        .unwrap();
+        let m = o.monitor.expect("monitor");
+        assert_eq!(m.addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(m.scan_interval, Duration::from_millis(1500));
+        assert_eq!(m.scan.conf_dir, PathBuf::from("/c"));
+        assert_eq!(m.scan.cni_path, [PathBuf::from("/b")]);
+        assert_eq!(m.scan.containerd_config, None);
+        let d = crate::engine::doctor::Options::default();
+        assert_eq!(m.scan.crio_config, d.crio_config);
+        assert_eq!(m.scan.host_root, Some(PathBuf::from("/hostfs")));
+        assert_eq!(m.scan.netns_dirs, [PathBuf::from("/n")]);
+        assert_eq!(m.scan.prefixes, ["cali", "tap"]);
+        assert!(!m.scan.scan_procs);
+        assert_eq!(m.scan.timeout, Duration::from_millis(500));
+        // The defaults: doctor's.
+        let m = install(&["--watch", "--metrics-addr", "[::]:9276"])
+            .unwrap()
+            .monitor
+            .expect("monitor");
+        assert_eq!(m.scan_interval, DEFAULT_SCAN_INTERVAL);
+        assert_eq!(m.scan, d);
+        assert!(install(&["--watch"]).unwrap().monitor.is_none());
+        for (args, want) in [
+            (&["--metrics-addr", "127.0.0.1:9276"][..], "needs --watch"),
+            (&["--watch", "--metrics-addr", "localhost:9276"], "IP:PORT"),
+            (
+                &["--watch", "--scan-interval", "5"],
+                "--scan-interval is an option of the node scan",
+            ),
+            (
+                &["--watch", "--host-root", "/h"],
+                "--host-root is an option of the node scan",
+            ),
+            (
+                &["--watch", "--metrics-addr", ":1", "--scan-interval", "0"],
+                "IP:PORT",
+            ),
+            (
+                &[
+                    "--watch",
+                    "--metrics-addr",
+                    "0.0.0.0:1",
+                    "--scan-interval",
+                    "-1",
+                ],
+                "--scan-interval must be",
+            ),
+        ] {
+            let e = install(args).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod conflist;
 pub mod fsops;
+pub mod monitor;
 pub mod runtime_config;
 pub mod watch;
 
@@ -45,6 +46,8 @@ pub struct InstallOpts {
     pub interval: Duration,
     /// Hidden, for tests: stop `--watch` after this many checks after the install.
     pub watch_iterations: Option<u64>,
+    /// `--metrics-addr`: the watch also scans the node and serves metrics.
+    pub monitor: Option<monitor::MonitorOpts>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +137,13 @@ fn unchanged(done: &[String]) -> String {
     }
 }
 
+/// What one install pass did.
+struct Installed {
+    entries: Entries,
+    /// A conflist was written (our entry put in, or back).
+    wrote: bool,
+}
+
 /// One install pass. `verbose`: report what is already fine too (the first pass); later
 /// `--watch` passes only report changes and look at the binary cheaply.
 fn install_once(
@@ -143,7 +153,11 @@ fn install_once(
     remembered: Option<&Entries>,
     out: Out,
     verbose: bool,
-) -> Result<Entries, Failure> {
+) -> Result<Installed, Failure> {
+    let as_it_was = |entries| Installed {
+        entries,
+        wrote: false,
+    };
     let dir = &dirs.conf.dir;
     let explicit = o.entry.clone().map(Entries::same);
     let plan_now = |done: &[String]| {
@@ -242,7 +256,7 @@ fn install_once(
             ));
         }
         out.document(&plan.text);
-        return Ok(plan.entries);
+        return Ok(as_it_was(plan.entries));
     }
     let mut raced = 0;
     loop {
@@ -254,7 +268,7 @@ fn install_once(
                     plan.chain_after
                 ));
             }
-            return Ok(plan.entries);
+            return Ok(as_it_was(plan.entries));
         }
         if commit(dir, &plan, &done)? {
             if raced > 0 {
@@ -266,7 +280,10 @@ fn install_once(
                 ));
             }
             report_written(out, dir, &plan);
-            return Ok(plan.entries);
+            return Ok(Installed {
+                entries: plan.entries,
+                wrote: true,
+            });
         }
         raced += 1;
         if raced >= MAX_REPLANS {
@@ -435,6 +452,27 @@ fn watch_loop(o: &InstallOpts, dirs: &Dirs, exe: &[u8], out: Out) -> Result<(), 
             o.interval
         )),
     }
+    // Started after the first notes, before the first pass: a port that is taken fails the
+    // start, and the scans run beside the watch from the beginning.
+    let monitor = match &o.monitor {
+        None => None,
+        Some(m) => {
+            let started = monitor::start(m, watch::stop_requested).map_err(|e| {
+                Failure::new(
+                    format!("cannot serve metrics on {}: {e}", m.addr),
+                    "pass --metrics-addr with a free port on an address of this node (the \
+                     DaemonSet uses hostNetwork: the port is the node's), or leave \
+                     --metrics-addr out",
+                )
+            })?;
+            out.note(&format!(
+                "serving metrics on http://{}/metrics (also /healthz, /readyz); scanning the \
+                 node every {:?}",
+                started.local_addr, m.scan_interval
+            ));
+            Some(started)
+        }
+    };
     let mut remembered: Option<Entries> = None;
     let mut last_error: Option<Failure> = None;
     let mut installed_once = false;
@@ -443,11 +481,16 @@ fn watch_loop(o: &InstallOpts, dirs: &Dirs, exe: &[u8], out: Out) -> Result<(), 
         o.watch_iterations,
         &mut waker,
         || match install_once(o, dirs, exe, remembered.as_ref(), out, !installed_once) {
-            Ok(e) => {
+            Ok(done) => {
                 if last_error.take().is_some() {
                     out.note("recovered: our entry is in place");
                 }
-                remembered = Some(e);
+                if done.wrote {
+                    if let Some(m) = &monitor {
+                        m.state.count_repair();
+                    }
+                }
+                remembered = Some(done.entries);
                 installed_once = true;
             }
             Err(f) => {
