@@ -370,3 +370,19 @@ fn a_host_end_doing_dad_is_probed_from_the_pods_address() {
         "{host_neigh}"
     );
 }
+
+/// A host end whose neigh proxy_delay is not 0 (Calico sets 0, but only warns when it cannot;
+/// the kernel's default is 0.8 s): the broadcast request is answered only after a random wait
+/// of up to proxy_delay, the unicast retry at once. A healthy pod passes.
+#[test]
+fn a_proxy_delay_on_the_host_end_is_no_broken_path() {
+    for version in ["0.4.0", "1.0.0"] {
+        let p = wired(version, V4, &[]);
+        let veth = host_veth(&p);
+        // 30 s in USER_HZ ticks: the broadcast's answer cannot come within the probe's wait.
+        p.host
+            .sysctl(&format!("net.ipv4.neigh.{veth}.proxy_delay"), "3000");
+        let run = preflight(&p, "ADD", version, json!({"probe": true}));
+        assert_eq!(run.status, 0, "{version}: {run:?}");
+    }
+}

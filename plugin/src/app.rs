@@ -210,7 +210,8 @@ fn run_probe(
     }
     let plan = inspect::probe::plan(target, pod.as_ref().ok(), host, cfg.probe_timeout)?;
     let started = Instant::now();
-    let outcome = inspect::probe::run(&target.netns, plan, call.deadline);
+    let mut closer = inspect::probe::Closer::default();
+    let outcome = inspect::probe::run(&target.netns, plan, call.deadline, &mut closer);
     log::debug!(
         "probe: {:?} in {} µs",
         outcome

@@ -262,7 +262,7 @@ mod tests {
             .problem
             .contains("ARP request for 169.254.1.1 got no answer"));
         assert!(f[0].found.contains(
-            "ARP request who-has 169.254.1.1 tell 10.244.1.5, from 0a:58:01:02:03:04 to ff:ff:ff:ff:ff:ff on eth0, 2 time(s)"
+            "ARP request who-has 169.254.1.1 tell 10.244.1.5, from 0a:58:01:02:03:04 to ff:ff:ff:ff:ff:ff, then to the host end's ee:ee:ee:ee:ee:ee on eth0, 2 time(s)"
         ), "{}", f[0].found);
         assert!(f[0].found.ends_with("came back: nothing"));
         for cmd in [

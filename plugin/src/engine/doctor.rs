@@ -163,6 +163,8 @@ pub struct Report {
 /// What doctor checks with: the runtime's dirs and our installed entry's settings, so that its
 /// verdict on a pod is ADD's.
 struct Setup {
+    /// The probes' packet sockets, closed in batches by a child (see probe::Closer).
+    closer: std::cell::RefCell<inspect::probe::Closer>,
     dirs: Dirs,
     runtime: RuntimeFacts,
     cfg: Config,
@@ -274,6 +276,7 @@ fn setup(o: &Options) -> Result<Setup, InspectError> {
         None => cfg.host_root.clone(),
     };
     Ok(Setup {
+        closer: Default::default(),
         dirs,
         runtime: rt,
         cfg,
@@ -555,7 +558,10 @@ fn pod_report(
         && s.cfg.severity_override(CheckId::PodGatewayProbe) != Some(Severity::Off))
     .then(|| inspect::probe::plan(&target, pod.as_ref().ok(), &host, s.cfg.probe_timeout))
     .flatten()
-    .map(|plan| inspect::probe::run(&target.netns, plan, Deadline::after(s.timeout)));
+    .map(|plan| {
+        let mut closer = s.closer.borrow_mut();
+        inspect::probe::run(&target.netns, plan, Deadline::after(s.timeout), &mut closer)
+    });
     let facts = PodFacts {
         target: &target,
         pod: &pod,

@@ -98,10 +98,18 @@ impl FamilyProbe {
         } else {
             format!("ARP request who-has {} tell {}", self.target, self.source)
         };
+        let to = if !self.v6 && self.sent > 1 {
+            format!(
+                "{}, then to the host end's {}",
+                super::format_mac(&self.dst_mac),
+                super::format_mac(&o.host_mac)
+            )
+        } else {
+            super::format_mac(&self.dst_mac)
+        };
         format!(
-            "{what}, from {} to {} on {}, {} time(s), {} ms each",
+            "{what}, from {} to {to} on {}, {} time(s), {} ms each",
             super::format_mac(&o.pod_mac),
-            super::format_mac(&self.dst_mac),
             o.ifname,
             self.sent,
             o.timeout_ms
@@ -220,9 +228,147 @@ fn multicast_mac(g: Ipv6Addr) -> [u8; 6] {
     [0x33, 0x33, o[12], o[13], o[14], o[15]]
 }
 
+/// Sockets per child that closes them (a scan of many pods hands them over in batches, well
+/// below the default limit of 1024 open files).
+const CLOSE_BATCH: usize = 128;
+
+/// Where the probe's packet sockets go when it is done with them. Closing the last reference
+/// to a packet socket waits for an RCU grace period (net/packet/af_packet.c `packet_release`:
+/// `synchronize_net()`, ~10 ms), and a process's files are closed before its parent learns
+/// that it exited, so ADD would wait for it even without a close of its own. A forked child
+/// takes the last references instead and drops them after we have dropped ours: nobody waits
+/// for it (a long-running caller reaps it from a thread of its own).
+#[derive(Default)]
+pub struct Closer {
+    socks: Vec<OwnedFd>,
+}
+
+impl Closer {
+    pub fn add(&mut self, socks: Vec<OwnedFd>) {
+        self.socks.extend(socks);
+        if self.socks.len() >= CLOSE_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Hands the sockets held to a child that closes them.
+    pub fn flush(&mut self) {
+        let socks = std::mem::take(&mut self.socks);
+        if !socks.is_empty() {
+            close_in_child(socks);
+        }
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Forks a child that holds `socks` until we have closed our copies, then exits, dropping the
+/// last references (and paying for them). Everything the child does is async-signal-safe
+/// (close, read, _exit: we may be multi-threaded). Without a child (fork fails) the sockets
+/// are closed here, which only costs time.
+fn close_in_child(socks: Vec<OwnedFd>) {
+    let mut go = [0i32; 2];
+    let mut ready = [0i32; 2];
+    // SAFETY: pipe2 fills the arrays with two fresh fds each on success.
+    let ok = unsafe {
+        libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) == 0
+            && libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) == 0
+    };
+    if !ok {
+        return;
+    }
+    // The child keeps only the sockets and the read end of `go`; computed before the fork,
+    // which must not allocate in the child.
+    let mut keep: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
+    keep.push(go[0]);
+    keep.sort_unstable();
+    // SAFETY: fork; the child below only makes raw syscalls and _exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // Child: close everything else first (stdout above all: the runtime reads it until
+        // every writer is gone), tell the parent, wait for it to drop its copies, exit.
+        let mut from = 0u32;
+        for &fd in &keep {
+            close_range(from, (fd as u32).wrapping_sub(1));
+            from = fd as u32 + 1;
+        }
+        close_range(from, u32::MAX);
+        let mut b = 0u8;
+        // SAFETY: raw syscalls on fds this process owns; _exit never returns.
+        unsafe {
+            while libc::read(go[0], &mut b as *mut u8 as *mut libc::c_void, 1) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+            libc::_exit(0);
+        }
+    }
+    // SAFETY (both blocks): closing fds this process owns.
+    unsafe {
+        libc::close(go[0]);
+        libc::close(ready[1]);
+    }
+    if pid < 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::close(go[1]);
+            libc::close(ready[0]);
+        }
+        return;
+    }
+    // Wait (microseconds) until the child has closed its copy of stdout and the rest, so that
+    // the runtime's read of our stdout never waits for the child.
+    let mut b = 0u8;
+    // SAFETY: reading one byte from our own pipe; EOF when the child closed its end.
+    unsafe {
+        while libc::read(ready[0], &mut b as *mut u8 as *mut libc::c_void, 1) < 0
+            && *libc::__errno_location() == libc::EINTR
+        {}
+        libc::close(ready[0]);
+    }
+    // Our copies first (cheap: the child still holds them), then let the child go.
+    drop(socks);
+    // SAFETY: as above.
+    unsafe {
+        libc::close(go[1]);
+    }
+    // Reap it without waiting for it: a short-lived caller exits first (then init reaps it).
+    let _ = std::thread::Builder::new()
+        .name("probe-reaper".into())
+        .stack_size(16 * 1024)
+        .spawn(move || {
+            // SAFETY: waits for our own child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        });
+}
+
+/// close_range(2) (Linux 5.9), else close() one by one up to 4096: async-signal-safe both.
+fn close_range(first: u32, last: u32) {
+    if first > last {
+        return;
+    }
+    // SAFETY: closing fds of this (child) process.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    if r != 0 {
+        for fd in first..=last.min(4095) {
+            // SAFETY: as above.
+            unsafe { libc::close(fd as i32) };
+        }
+    }
+}
+
 /// Runs the probe inside the pod's namespace. Never fails: a probe that cannot be carried out
 /// says so in its outcome (`Answer::NotRun`). Bounded by `deadline` and by the plan's timeout.
-pub fn run(netns_path: &str, plan: ProbePlan, deadline: Deadline) -> ProbeOutcome {
+/// Its sockets go to `closer`.
+pub fn run(
+    netns_path: &str,
+    plan: ProbePlan,
+    deadline: Deadline,
+    closer: &mut Closer,
+) -> ProbeOutcome {
     let mut outcome = ProbeOutcome {
         ifname: plan.ifname.clone(),
         host_veth: plan.host_veth.clone(),
@@ -241,7 +387,10 @@ pub fn run(netns_path: &str, plan: ProbePlan, deadline: Deadline) -> ProbeOutcom
     let specs = family_specs(&plan);
     let inner = plan.clone();
     match super::netns::in_netns(netns_path, bound, move |d| Ok(probe_here(&inner, d))) {
-        Ok(Ok(families)) => outcome.families = families,
+        Ok(Ok((families, socks))) => {
+            outcome.families = families;
+            closer.add(socks);
+        }
         Ok(Err(problem)) => {
             outcome.families = not_run(&specs, &format!("{} {}", problem.path, problem.found))
         }
@@ -298,7 +447,7 @@ struct Flight {
 
 /// The probe, from the calling thread's namespace (the pod's). Both families are sent at once
 /// and waited for together: the worst case is `ATTEMPTS` timeouts, not one per family.
-fn probe_here(plan: &ProbePlan, deadline: Deadline) -> Vec<FamilyProbe> {
+fn probe_here(plan: &ProbePlan, deadline: Deadline) -> (Vec<FamilyProbe>, Vec<OwnedFd>) {
     let mut flights: Vec<Flight> = family_specs(plan)
         .into_iter()
         .map(|spec| {
@@ -341,8 +490,16 @@ fn probe_here(plan: &ProbePlan, deadline: Deadline) -> Vec<FamilyProbe> {
         let started = Instant::now();
         let until = (started + plan.timeout).min(deadline.instant());
         for f in flights.iter_mut().filter(|f| !f.done) {
+            // The IPv4 retry goes to the host end's MAC, as the pod's kernel re-probes: a
+            // broadcast request is answered after a random wait of up to the host end's
+            // neigh proxy_delay (net/ipv4/arp.c `arp_process`: pneigh_enqueue unless the
+            // frame was PACKET_HOST or proxy_delay is 0). Calico sets it to 0
+            // (dataplane_linux.go) but only warns when it cannot, and the default is 0.8 s:
+            // a slow answer there is no broken path.
             let (proto, dst) = if f.spec.v6 {
                 (libc::ETH_P_IPV6, f.spec.dst_mac.clone())
+            } else if attempt > 1 {
+                (libc::ETH_P_ARP, plan.host_mac.to_vec())
             } else {
                 (libc::ETH_P_ARP, f.spec.dst_mac.clone())
             };
@@ -360,7 +517,8 @@ fn probe_here(plan: &ProbePlan, deadline: Deadline) -> Vec<FamilyProbe> {
             break;
         }
     }
-    flights
+    let mut socks = Vec::new();
+    let families = flights
         .into_iter()
         .map(|mut f| {
             if !f.done {
@@ -370,9 +528,12 @@ fn probe_here(plan: &ProbePlan, deadline: Deadline) -> Vec<FamilyProbe> {
                     Answer::OtherMacs(f.others)
                 };
             }
+            socks.extend(f.sock);
             f.spec
         })
-        .collect()
+        .collect();
+    // Closed elsewhere (see [`Closer`]): closing them here would hold up the answer ~10 ms.
+    (families, socks)
 }
 
 /// Reads replies until every pending family has its answer or `until` passes.
