@@ -7,7 +7,7 @@ use crate::inspect::cni_cache::{self, CacheEntry, Claim, CniCache, Sandbox};
 use crate::inspect::rooted::resolve_under;
 use crate::inspect::scan::NetnsRef;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The cache as read for one scan, each entry with where its sandbox stands.
@@ -18,6 +18,10 @@ pub struct CacheView {
     pub prefixes: Vec<String>,
     /// The cache holds entries of Calico's network: "no entry" means something.
     pub in_use: bool,
+    /// Indexes into `entries`: by host interface name, and by live sandbox, so that pairing
+    /// every pod with its entries stays linear in pods + entries.
+    by_link: HashMap<String, Vec<usize>>,
+    by_sandbox: HashMap<(u64, u64), Vec<usize>>,
 }
 
 /// The results dirs to read: `<dir>/results`; at the default dir (read under --host-root),
@@ -47,12 +51,28 @@ impl CacheView {
         let in_use = entries.iter().any(|(e, s)| {
             *s != Sandbox::Gone && e.is_calicos(calico_network.as_deref(), &o.prefixes)
         });
+        let (mut by_link, mut by_sandbox) = (HashMap::new(), HashMap::new());
+        for (i, (e, s)) in entries.iter().enumerate() {
+            let mut names: Vec<&String> = e.host_ifaces.iter().collect();
+            names.dedup();
+            for n in names {
+                by_link.entry(n.clone()).or_insert_with(Vec::new).push(i);
+            }
+            if let Sandbox::Live(d, ino) = s {
+                by_sandbox
+                    .entry((*d, *ino))
+                    .or_insert_with(Vec::new)
+                    .push(i);
+            }
+        }
         CacheView {
             cache,
             entries,
             calico_network,
             prefixes: o.prefixes.clone(),
             in_use,
+            by_link,
+            by_sandbox,
         }
     }
 
@@ -62,18 +82,20 @@ impl CacheView {
     /// entry, whose result is the cluster network's when Calico is a secondary network).
     fn named_by(&self, link: &str, ns: Option<&NetnsRef>) -> Vec<(&CacheEntry, Claim)> {
         let pod = ns.and_then(|n| cni_cache::ns_identity(Path::new(&n.path)).ok());
-        let names = |e: &CacheEntry| e.host_ifaces.iter().any(|i| i == link);
-        let mut out: Vec<(&CacheEntry, Claim)> = self
-            .entries
+        let naming = self.by_link.get(link).map(Vec::as_slice).unwrap_or(&[]);
+        let mut out: Vec<(&CacheEntry, Claim)> = naming
             .iter()
-            .filter(|(e, _)| names(e))
-            .map(|(e, s)| (e, cni_cache::claim(*s, pod)))
+            .map(|&i| (&self.entries[i].0, cni_cache::claim(self.entries[i].1, pod)))
             .collect();
+        let sharing = pod
+            .and_then(|p| self.by_sandbox.get(&p))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         out.extend(
-            self.entries
+            sharing
                 .iter()
-                .filter(|(e, s)| !names(e) && cni_cache::claim(*s, pod) == Claim::ThisPod)
-                .map(|(e, _)| (e, Claim::ThisPod)),
+                .filter(|i| !naming.contains(i))
+                .map(|&i| (&self.entries[i].0, Claim::ThisPod)),
         );
         out
     }
