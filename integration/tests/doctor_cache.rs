@@ -558,3 +558,27 @@ fn only_stale_entries_do_not_make_live_pods_orphans() {
     assert_eq!(pod_by_veth(&v, &n.veth(0))["findings"], json!([]), "{v:#}");
     assert_eq!(v["node"][0]["check"], "leaked-cache-entry", "{v:#}");
 }
+
+/// doctor run outside the host's network namespace (NPD's or another container without
+/// hostNetwork): no cali link is there, and no entry's link; sandboxes it cannot see look
+/// removed (a /proc/<pid> one outside the host's pid namespace). Reporting every entry as
+/// leaked, with "delete the entry" as the remedy, would break live pods' DEL: it says nothing.
+#[test]
+fn no_leaks_are_judged_from_outside_the_hosts_network_namespace() {
+    let n = node(&[]);
+    write_entry(
+        &n.cache_dir(),
+        "k8s-pod-network",
+        "c-live-elsewhere",
+        "/proc/999999999/ns/net",
+        "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+        &json!({"cniVersion": "1.0.0",
+                "interfaces": [{"name": "cali0feedbeef02"},
+                               {"name": "eth0", "sandbox": "/proc/999999999/ns/net"}],
+                "ips": [{"address": "10.244.8.97/32", "interface": 1}]}),
+    );
+    let (run, v) = json_doctor(&n, &[]);
+    assert_eq!(run.status, 0, "{run:?}");
+    assert_eq!(v["node"], json!([]), "{v:#}");
+    assert_eq!(v["cniCache"]["calicoEntries"], 1, "{v:#}");
+}

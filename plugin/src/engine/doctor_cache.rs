@@ -175,6 +175,10 @@ impl CacheView {
             host_links,
             calico_network: self.calico_network.as_deref(),
             prefixes: &self.prefixes,
+            host_netns: host_links
+                .iter()
+                .any(|l| self.prefixes.iter().any(|p| l.starts_with(p.as_str())))
+                || cni_cache::in_init_netns(),
         })
     }
 
