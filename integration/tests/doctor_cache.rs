@@ -479,3 +479,137 @@ fn pod_selection_still_sees_a_duplicate_ip_on_another_pod() {
         "the other holder is not named: {dup:#}"
     );
 }
+
+/// Multus with Calico as a secondary network (net1) of a pod whose cluster network is another
+/// plugin: the runtime's one entry is Multus's (`multus-cni-network`), whose result is the
+/// primary network's (bridge-like: its own host veth, the pod's eth0); Calico's attachment is
+/// recorded only in Multus's own cache. The pod's sandbox is the entry's: the runtime knows the
+/// pod, so its cali link is no orphan, and the pod is named from that entry.
+#[test]
+fn an_entry_of_the_pods_sandbox_claims_its_calico_link() {
+    let n = node(&[
+        ("default", "web-0", json!({})),
+        ("cnf", "router-1", json!({})),
+    ]);
+    // web-0: Calico is the primary network, its entry names the cali link.
+    write_pod_entry(&n, 0);
+    // router-1: only Multus's entry, naming the primary network's links, not Calico's.
+    let p = &n.pods[1];
+    write_entry(
+        &n.cache_dir(),
+        "multus-cni-network",
+        &p.env.container_id,
+        &p.env.netns,
+        &p.env.args,
+        &json!({"cniVersion": "0.3.1",
+                "interfaces": [{"name": "veth5e2a91c0"},
+                               {"name": "eth0", "mac": "0a:58:0a:f4:00:05",
+                                "sandbox": p.env.netns}],
+                "ips": [{"version": "4", "address": "10.128.0.5/23", "interface": 1}]}),
+    );
+    let (run, v) = json_doctor(&n, &[]);
+    assert_eq!(run.status, 0, "{run:?}");
+    let r = pod_by_veth(&v, &n.veth(1));
+    assert_eq!(r["findings"], json!([]), "{v:#}");
+    assert_eq!(r["k8sPod"], "router-1", "{v:#}");
+    assert_eq!(v["node"], json!([]), "{v:#}");
+    let (run, v) = json_doctor(&n, &["--pod", "cnf/router-1"]);
+    assert_eq!(run.status, 0, "{run:?}");
+    assert_eq!(v["pods"].as_array().map(Vec::len), Some(1), "{v:#}");
+}
+
+/// Calico <= v3.30 (its result lists only the host veth, no sandbox) with libcni < 1.2 (no
+/// `netns` in the entry: containerd 1.7): no entry says which sandbox it is. A recreated
+/// StatefulSet pod whose predecessor's DEL never ran has two entries naming its link: which
+/// container is the live one cannot be told, but both name the same pod, so the pod is named
+/// (and `--pod` finds it); its uid and container stay unknown.
+#[test]
+fn a_recreated_pod_without_sandboxes_in_its_entries_is_still_named() {
+    let veth = "cali77aa1b2c3d4";
+    let n = node(&[(
+        "default",
+        "db-0",
+        json!({"hostVeth": veth, "shape": "v3.30"}),
+    )]);
+    let p = &n.pods[0];
+    for (cid, uid) in [
+        (p.env.container_id.as_str(), "uid-new"),
+        ("0000old", "uid-old"),
+    ] {
+        write_entry(
+            &n.cache_dir(),
+            "k8s-pod-network",
+            cid,
+            &p.env.netns,
+            &format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-0;K8S_POD_UID={uid}"),
+            &p.result,
+        );
+    }
+    // libcni < 1.2 wrote no netns.
+    for f in std::fs::read_dir(n.cache_dir().join("results")).expect("results") {
+        let f = f.expect("entry").path();
+        let mut e: Value = serde_json::from_slice(&std::fs::read(&f).expect("read")).expect("json");
+        e.as_object_mut().expect("object").remove("netns");
+        std::fs::write(&f, e.to_string()).expect("write");
+    }
+    let (run, v) = json_doctor(&n, &[]);
+    assert_eq!(run.status, 0, "{run:?}");
+    let r = pod_by_veth(&v, veth);
+    assert_eq!(r["k8sNamespace"], "default", "{v:#}");
+    assert_eq!(r["k8sPod"], "db-0", "{v:#}");
+    assert_eq!(r["k8sPodUid"], Value::Null, "{v:#}");
+    assert_eq!(r["containerId"], Value::Null, "{v:#}");
+    let (run, v) = json_doctor(&n, &["--pod", "default/db-0"]);
+    assert_eq!(run.status, 0, "{run:?}");
+    assert_eq!(v["pods"].as_array().map(Vec::len), Some(1), "{v:#}");
+}
+
+/// A runtime that writes its cache elsewhere now (or no longer keeps one), over a default dir
+/// that still holds Calico entries of sandboxes long gone: those leaks are reported, but they
+/// are no evidence that the runtime records today's pods here, so no live pod is an orphan.
+#[test]
+fn only_stale_entries_do_not_make_live_pods_orphans() {
+    let n = node(&[("default", "web-0", json!({}))]);
+    let gone = Netns::new("dc-gone");
+    let gone_path = format!("/var/run/netns/{}", gone.name);
+    drop(gone);
+    write_entry(
+        &n.cache_dir(),
+        "k8s-pod-network",
+        "c-leaked",
+        &gone_path,
+        "K8S_POD_NAMESPACE=default;K8S_POD_NAME=old-1",
+        &json!({"cniVersion": "1.0.0",
+                "interfaces": [{"name": "cali0deadbeef01"},
+                               {"name": "eth0", "sandbox": gone_path}],
+                "ips": [{"address": "10.244.8.98/32", "interface": 1}]}),
+    );
+    let (run, v) = json_doctor(&n, &[]);
+    assert_eq!(run.status, 1, "{run:?}");
+    assert_eq!(pod_by_veth(&v, &n.veth(0))["findings"], json!([]), "{v:#}");
+    assert_eq!(v["node"][0]["check"], "leaked-cache-entry", "{v:#}");
+}
+
+/// doctor run outside the host's network namespace (NPD's or another container without
+/// hostNetwork): no cali link is there, and no entry's link; sandboxes it cannot see look
+/// removed (a /proc/<pid> one outside the host's pid namespace). Reporting every entry as
+/// leaked, with "delete the entry" as the remedy, would break live pods' DEL: it says nothing.
+#[test]
+fn no_leaks_are_judged_from_outside_the_hosts_network_namespace() {
+    let n = node(&[]);
+    write_entry(
+        &n.cache_dir(),
+        "k8s-pod-network",
+        "c-live-elsewhere",
+        "/proc/999999999/ns/net",
+        "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+        &json!({"cniVersion": "1.0.0",
+                "interfaces": [{"name": "cali0feedbeef02"},
+                               {"name": "eth0", "sandbox": "/proc/999999999/ns/net"}],
+                "ips": [{"address": "10.244.8.97/32", "interface": 1}]}),
+    );
+    let (run, v) = json_doctor(&n, &[]);
+    assert_eq!(run.status, 0, "{run:?}");
+    assert_eq!(v["node"], json!([]), "{v:#}");
+    assert_eq!(v["cniCache"]["calicoEntries"], 1, "{v:#}");
+}

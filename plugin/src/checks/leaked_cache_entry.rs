@@ -18,9 +18,16 @@ pub struct Facts<'a> {
     pub calico_network: Option<&'a str>,
     /// Calico's host interface prefixes.
     pub prefixes: &'a [String],
+    /// `host_links` are the host's: doctor is in the host's network namespace (a Calico link
+    /// is among them, or it is pid 1's). Run in a pod's namespace (a container without
+    /// hostNetwork), every link would look gone, and every entry of a live pod leaked.
+    pub host_netns: bool,
 }
 
 pub fn check(f: &Facts) -> Vec<Finding> {
+    if !f.host_netns {
+        return vec![];
+    }
     f.entries
         .iter()
         .filter(|(e, state)| {
@@ -89,6 +96,7 @@ mod tests {
                 host_links: &links,
                 calico_network: Some("k8s-pod-network"),
                 prefixes: &prefixes,
+                host_netns: true,
             })
         };
         let got = run(&[(entry("k8s-pod-network", "caliGone"), Sandbox::Gone)]);
@@ -121,5 +129,15 @@ mod tests {
         let mut no_ifaces = entry("k8s-pod-network", "x");
         no_ifaces.host_ifaces.clear();
         assert!(run(&[(no_ifaces, Sandbox::Gone)]).is_empty());
+        // Not the host's links: nothing can be told of them.
+        let e = [(entry("k8s-pod-network", "caliGone"), Sandbox::Gone)];
+        assert!(check(&Facts {
+            entries: &e,
+            host_links: &links,
+            calico_network: Some("k8s-pod-network"),
+            prefixes: &prefixes,
+            host_netns: false,
+        })
+        .is_empty());
     }
 }

@@ -21,12 +21,16 @@ pub struct Facts<'a> {
     /// Not so (no cache, or only other networks' entries: dockershim's cache is elsewhere),
     /// "no entry" says nothing.
     pub cache_in_use: bool,
-    /// Every entry naming `link` as a host interface, with what it says of this pod.
+    /// Every entry of the results dirs was read (not cut at the bounds): the pod's entry may
+    /// be among the ones left unread otherwise.
+    pub cache_complete: bool,
+    /// Every entry naming `link` as a host interface, with what it says of this pod, and every
+    /// other entry of this pod's sandbox (`ThisPod`).
     pub named_by: Vec<(&'a CacheEntry, Claim)>,
 }
 
 pub fn check(f: &Facts) -> Vec<Finding> {
-    if !f.cache_in_use || f.named_by.iter().any(|(_, c)| *c != Claim::Other) {
+    if !f.cache_in_use || !f.cache_complete || f.named_by.iter().any(|(_, c)| *c != Claim::Other) {
         return vec![];
     }
     let dirs: Vec<String> = f
@@ -95,15 +99,17 @@ mod tests {
     fn only_where_the_cache_is_in_use_and_nothing_may_claim_the_pod() {
         let dirs = [PathBuf::from("/var/lib/cni/results")];
         let old = entry("/run/netns/cni-old");
-        let f = |in_use: bool, named_by: Vec<(&CacheEntry, Claim)>| {
+        let g = |in_use: bool, complete: bool, named_by: Vec<(&CacheEntry, Claim)>| {
             check(&Facts {
                 link: "caliA",
                 netns: "/run/netns/cni-new",
                 cache_dirs: &dirs,
                 cache_in_use: in_use,
+                cache_complete: complete,
                 named_by,
             })
         };
+        let f = |in_use: bool, named_by: Vec<(&CacheEntry, Claim)>| g(in_use, true, named_by);
         let got = f(true, vec![]);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].check, CheckId::OrphanVeth);
@@ -122,5 +128,7 @@ mod tests {
         assert!(f(true, vec![(&old, Claim::Unsure)]).is_empty());
         // A runtime that keeps no cache here: "no entry" is no evidence.
         assert!(f(false, vec![]).is_empty());
+        // More entries than the bounds let doctor read: the pod's may be among the rest.
+        assert!(g(true, false, vec![]).is_empty());
     }
 }

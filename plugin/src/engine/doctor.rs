@@ -421,7 +421,7 @@ fn cache_and_selection(
     let cache = doctor_cache::CacheView::gather(o, &s.host_root, s.calico_network.clone());
     let claims: Vec<_> = pairs
         .iter()
-        .map(|(v, ns)| cache.entry_for(&v.name, ns.as_ref()).cloned())
+        .map(|(v, ns)| cache.entry_for(&v.name, ns.as_ref()))
         .collect();
     let Some(sel) = &o.pod else {
         let all = vec![true; pairs.len()];

@@ -7,7 +7,7 @@ use crate::inspect::cni_cache::{self, CacheEntry, Claim, CniCache, Sandbox};
 use crate::inspect::rooted::resolve_under;
 use crate::inspect::scan::NetnsRef;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The cache as read for one scan, each entry with where its sandbox stands.
@@ -18,6 +18,10 @@ pub struct CacheView {
     pub prefixes: Vec<String>,
     /// The cache holds entries of Calico's network: "no entry" means something.
     pub in_use: bool,
+    /// Indexes into `entries`: by host interface name, and by live sandbox, so that pairing
+    /// every pod with its entries stays linear in pods + entries.
+    by_link: HashMap<String, Vec<usize>>,
+    by_sandbox: HashMap<(u64, u64), Vec<usize>>,
 }
 
 /// The results dirs to read: `<dir>/results`; at the default dir (read under --host-root),
@@ -42,39 +46,108 @@ impl CacheView {
             .flat_map(|c| c.entries.iter())
             .map(|e| (e.clone(), cni_cache::sandbox_state(root, e)))
             .collect();
-        let in_use = entries
-            .iter()
-            .any(|(e, _)| e.is_calicos(calico_network.as_deref(), &o.prefixes));
+        // Entries of removed sandboxes are leftovers (leaked-cache-entry's), not evidence that
+        // the runtime records today's pods here: it may have moved its cache since.
+        let in_use = entries.iter().any(|(e, s)| {
+            *s != Sandbox::Gone && e.is_calicos(calico_network.as_deref(), &o.prefixes)
+        });
+        let (mut by_link, mut by_sandbox) = (HashMap::new(), HashMap::new());
+        for (i, (e, s)) in entries.iter().enumerate() {
+            let mut names: Vec<&String> = e.host_ifaces.iter().collect();
+            names.dedup();
+            for n in names {
+                by_link.entry(n.clone()).or_insert_with(Vec::new).push(i);
+            }
+            if let Sandbox::Live(d, ino) = s {
+                by_sandbox
+                    .entry((*d, *ino))
+                    .or_insert_with(Vec::new)
+                    .push(i);
+            }
+        }
         CacheView {
             cache,
             entries,
             calico_network,
             prefixes: o.prefixes.clone(),
             in_use,
+            by_link,
+            by_sandbox,
         }
     }
 
-    /// Every entry naming `link` as a host interface, with what it says of the pod in `ns`.
+    /// Every entry naming `link` as a host interface, with what it says of the pod in `ns`;
+    /// then every other entry whose sandbox is the pod's namespace (`ThisPod`): the runtime
+    /// knows the pod, even where the entry's result does not list Calico's link (Multus's own
+    /// entry, whose result is the cluster network's when Calico is a secondary network).
     fn named_by(&self, link: &str, ns: Option<&NetnsRef>) -> Vec<(&CacheEntry, Claim)> {
         let pod = ns.and_then(|n| cni_cache::ns_identity(Path::new(&n.path)).ok());
-        self.entries
+        let naming = self.by_link.get(link).map(Vec::as_slice).unwrap_or(&[]);
+        let mut out: Vec<(&CacheEntry, Claim)> = naming
             .iter()
-            .filter(|(e, _)| e.host_ifaces.iter().any(|i| i == link))
-            .map(|(e, s)| (e, cni_cache::claim(*s, pod)))
-            .collect()
+            .map(|&i| (&self.entries[i].0, cni_cache::claim(self.entries[i].1, pod)))
+            .collect();
+        let sharing = pod
+            .and_then(|p| self.by_sandbox.get(&p))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        out.extend(
+            sharing
+                .iter()
+                .filter(|i| !naming.contains(i))
+                .map(|&i| (&self.entries[i].0, Claim::ThisPod)),
+        );
+        out
     }
 
     /// The entry of the pod on `link` (peer in `ns`, when found): the one whose sandbox is the
-    /// pod's namespace; failing that, the only one that may be.
-    pub fn entry_for(&self, link: &str, ns: Option<&NetnsRef>) -> Option<&CacheEntry> {
+    /// pod's namespace (naming the link first, Calico's next); failing that, the only one that
+    /// may be; or, where several may be and all name the same pod (a recreated StatefulSet
+    /// pod whose entries record no sandbox), that name alone, without uid or container.
+    pub fn entry_for(&self, link: &str, ns: Option<&NetnsRef>) -> Option<CacheEntry> {
         let named = self.named_by(link, ns);
-        if let Some((e, _)) = named.iter().find(|(_, c)| *c == Claim::ThisPod) {
-            return Some(e);
+        let this = |calicos: bool| {
+            named.iter().find(|(e, c)| {
+                *c == Claim::ThisPod
+                    && (!calicos || e.is_calicos(self.calico_network.as_deref(), &self.prefixes))
+            })
+        };
+        if let Some((e, _)) = this(true) {
+            return Some((*e).clone());
         }
-        let mut maybe = named.iter().filter(|(_, c)| *c == Claim::Unsure);
-        match (maybe.next(), maybe.next()) {
-            (Some((e, _)), None) => Some(e),
-            _ => None,
+        if let Some((e, _)) = this(false) {
+            // Another network's result (Multus's, of the cluster network): its names are the
+            // pod's, its routes are not what Calico's IPAM returned.
+            return Some(CacheEntry {
+                result_has_routes: None,
+                ..(*e).clone()
+            });
+        }
+        let maybe: Vec<&CacheEntry> = named
+            .iter()
+            .filter(|(_, c)| *c == Claim::Unsure)
+            .map(|(e, _)| *e)
+            .collect();
+        match maybe.as_slice() {
+            [] => None,
+            [e] => Some((*e).clone()),
+            [first, rest @ ..] => {
+                let same = |e: &&CacheEntry| {
+                    (&e.k8s_namespace, &e.k8s_pod) == (&first.k8s_namespace, &first.k8s_pod)
+                };
+                (first.k8s_pod.is_some() && rest.iter().all(same)).then(|| CacheEntry {
+                    path: first.path.clone(),
+                    k8s_namespace: first.k8s_namespace.clone(),
+                    k8s_pod: first.k8s_pod.clone(),
+                    network_name: first.network_name.clone(),
+                    host_ifaces: first.host_ifaces.clone(),
+                    // ADD's prevResult: where every candidate agrees.
+                    result_has_routes: first
+                        .result_has_routes
+                        .filter(|r| rest.iter().all(|e| e.result_has_routes == Some(*r))),
+                    ..CacheEntry::default()
+                })
+            }
         }
     }
 
@@ -90,6 +163,7 @@ impl CacheView {
             netns: &ns.path,
             cache_dirs: &dirs,
             cache_in_use: self.in_use,
+            cache_complete: self.cache.as_ref().is_some_and(|c| !c.truncated),
             named_by: self.named_by(link, Some(ns)),
         })
     }
@@ -101,6 +175,10 @@ impl CacheView {
             host_links,
             calico_network: self.calico_network.as_deref(),
             prefixes: &self.prefixes,
+            host_netns: host_links
+                .iter()
+                .any(|l| self.prefixes.iter().any(|p| l.starts_with(p.as_str())))
+                || cni_cache::in_init_netns(),
         })
     }
 

@@ -256,6 +256,19 @@ pub fn ns_identity(path: &Path) -> Result<(u64, u64), std::io::Error> {
     Ok((m.dev(), m.ino()))
 }
 
+/// The initial pid namespace's inode number (include/linux/proc_ns.h `PROC_PID_INIT_INO`).
+const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+
+/// Whether this process is, evidently, in the host's network namespace: in the initial pid
+/// namespace and in pid 1's network namespace. `false` where it cannot be told (a container's
+/// own pid namespace, no /proc): callers then need other evidence.
+pub fn in_init_netns() -> bool {
+    let id = |p: &str| ns_identity(Path::new(p)).ok();
+    id("/proc/self/ns/pid").is_some_and(|(_, ino)| ino == PROC_PID_INIT_INO)
+        && id("/proc/self/ns/net").is_some()
+        && id("/proc/self/ns/net") == id("/proc/1/ns/net")
+}
+
 /// The state of `entry`'s sandbox. Its path is the host's: read under `root`, except /proc,
 /// which is the live one (as doctor reads it).
 pub fn sandbox_state(root: &Path, entry: &CacheEntry) -> Sandbox {
