@@ -38,6 +38,9 @@ pub struct ProbePlan {
     pub host_veth: String,
     /// The pod's IPv4 (the ARP request's sender).
     pub v4: Option<Ipv4Addr>,
+    /// Every ARP request goes to the host end's MAC, not only the retry: its neigh
+    /// proxy_delay is not 0, so a broadcast would be answered late (see [`plan`]).
+    pub v4_unicast: bool,
     /// The NS's source (`::`, or the pod's IPv6: see [`plan`]) and the target (the host end's
     /// link-local).
     pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
@@ -98,7 +101,7 @@ impl FamilyProbe {
         } else {
             format!("ARP request who-has {} tell {}", self.target, self.source)
         };
-        let to = if !self.v6 && self.sent > 1 {
+        let to = if !self.v6 && self.sent > 1 && self.dst_mac != o.host_mac {
             format!(
                 "{}, then to the host end's {}",
                 super::format_mac(&self.dst_mac),
@@ -159,6 +162,13 @@ pub fn plan(
     if v4.is_none() && v6.is_none() {
         return None;
     }
+    // A broadcast request is answered by proxy only after a random wait of up to the host
+    // end's proxy_delay, unless it is 0 (net/ipv4/arp.c `arp_process`, pneigh_enqueue); one to
+    // the host end's own MAC (PACKET_HOST) is answered at once. Calico sets 0
+    // (dataplane_linux.go) but only warns when it cannot; the kernel's default is 0.8 s.
+    let v4_unicast = host
+        .sysctl(&format!("net.ipv4.neigh.{}.proxy_delay", veth.name))
+        .is_some_and(|v| v.as_deref().is_ok_and(|d| d != "0"));
     Some(ProbePlan {
         ifname: link.name.clone(),
         ifindex: link.index,
@@ -166,6 +176,7 @@ pub fn plan(
         host_mac,
         host_veth: veth.name.clone(),
         v4,
+        v4_unicast,
         v6,
         timeout,
     })
@@ -418,7 +429,11 @@ fn family_specs(plan: &ProbePlan) -> Vec<FamilyProbe> {
             v6: false,
             target: IpAddr::V4(GATEWAY_V4),
             source: IpAddr::V4(src),
-            dst_mac: vec![0xff; 6],
+            dst_mac: if plan.v4_unicast {
+                plan.host_mac.to_vec()
+            } else {
+                vec![0xff; 6]
+            },
             sent: 0,
             answer: Answer::Nothing,
         });
@@ -498,7 +513,7 @@ fn probe_here(plan: &ProbePlan, deadline: Deadline) -> (Vec<FamilyProbe>, Vec<Ow
             // a slow answer there is no broken path.
             let (proto, dst) = if f.spec.v6 {
                 (libc::ETH_P_IPV6, f.spec.dst_mac.clone())
-            } else if attempt > 1 {
+            } else if attempt > 1 || plan.v4_unicast {
                 (libc::ETH_P_ARP, plan.host_mac.to_vec())
             } else {
                 (libc::ETH_P_ARP, f.spec.dst_mac.clone())
@@ -957,5 +972,31 @@ mod tests {
         fx.host.veth_by_name = None;
         fx.host.veth_by_peer = None;
         assert!(plan(&fx.target, fx.pod.as_ref().ok(), &fx.host, Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn arp_goes_to_the_host_mac_only_where_proxy_delay_would_hold_a_broadcast() {
+        let key = format!(
+            "net.ipv4.neigh.{}.proxy_delay",
+            crate::checks::fixtures::VETH
+        );
+        for (value, unicast) in [(None, false), (Some("0"), false), (Some("80"), true)] {
+            let mut fx = crate::checks::fixtures::healthy_v4();
+            if let Some(v) = value {
+                fx.host.sysctls.push(crate::inspect::SysctlRead {
+                    key: key.clone(),
+                    value: Ok(v.into()),
+                });
+            }
+            let p = plan(&fx.target, fx.pod.as_ref().ok(), &fx.host, Duration::ZERO).expect("plan");
+            assert_eq!(p.v4_unicast, unicast, "{value:?}");
+            let spec = &family_specs(&p)[0];
+            let want = if unicast {
+                p.host_mac.to_vec()
+            } else {
+                vec![0xff; 6]
+            };
+            assert_eq!(spec.dst_mac, want, "{value:?}");
+        }
     }
 }
