@@ -44,6 +44,9 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
                             entries name each pod namespace/name (default /var/lib/cni, read
                             under --host-root, with dockershim's and cri-dockerd's
                             /var/lib/cni/cache; containerd, CRI-O and podman write it)
+  --orphan-grace-seconds N  orphan-veth leaves pod namespaces younger than N seconds alone
+                            (default 120: libcni writes a pod's cache entry only once the
+                            whole chain's ADD is done, so a pod being wired has none yet)
   --pod NAMESPACE/NAME      check only that pod, as the cache names it (the node checks
                             still run)
   --npd                     answer as a node-problem-detector custom plugin: one line on
@@ -177,6 +180,14 @@ impl ScanFlags {
             "--no-proc-scan" => o.scan_procs = false,
             "--no-probe" => o.probe = false,
             "--cni-cache-dir" => o.cni_cache_dir = a.path()?,
+            "--orphan-grace-seconds" => {
+                let v = a.string()?;
+                let secs: u64 =
+                    v.parse().ok().filter(|s| *s <= 86_400).ok_or_else(|| {
+                        format!("--orphan-grace-seconds must be 0..86400, got {v:?}")
+                    })?;
+                o.orphan_grace = Duration::from_secs(secs);
+            }
             "--prefix" => {
                 o.prefixes = a
                     .string()?

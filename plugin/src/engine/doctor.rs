@@ -25,6 +25,10 @@ use std::time::Duration;
 /// CRI-O and podman all use it.
 pub const DEFAULT_CNI_CACHE_DIR: &str = "/var/lib/cni";
 
+/// Far above any chain's ADD (bounded by the runtime's timeouts, a few minutes at most in
+/// practice under load, typically well under a second).
+pub const DEFAULT_ORPHAN_GRACE_SECS: u64 = 120;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// Host interface name prefixes (Calico: "cali"; FELIX_INTERFACEPREFIX may list several).
@@ -64,6 +68,9 @@ pub struct Options {
     pub pod: Option<(String, String)>,
     /// The active gateway probe (`pod-gateway-probe`); on unless `--no-probe`.
     pub probe: bool,
+    /// `orphan-veth` leaves pod namespaces younger than this alone: libcni writes a pod's
+    /// cache entry only after the whole chain's ADD, so a pod being wired has none yet.
+    pub orphan_grace: Duration,
 }
 
 impl Default for Options {
@@ -84,6 +91,7 @@ impl Default for Options {
             cni_cache_dir: PathBuf::from(DEFAULT_CNI_CACHE_DIR),
             pod: None,
             probe: true,
+            orphan_grace: Duration::from_secs(DEFAULT_ORPHAN_GRACE_SECS),
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct CacheView {
     pub prefixes: Vec<String>,
     /// The cache holds entries of Calico's network: "no entry" means something.
     pub in_use: bool,
+    /// [`Options::orphan_grace`].
+    pub orphan_grace: std::time::Duration,
     /// Indexes into `entries`: by host interface name, and by live sandbox, so that pairing
     /// every pod with its entries stays linear in pods + entries.
     by_link: HashMap<String, Vec<usize>>,
@@ -70,6 +72,7 @@ impl CacheView {
             entries,
             calico_network,
             prefixes: o.prefixes.clone(),
+            orphan_grace: o.orphan_grace,
             in_use,
             by_link,
             by_sandbox,
@@ -158,6 +161,21 @@ impl CacheView {
             .as_ref()
             .map(|c| c.dirs.clone())
             .unwrap_or_default();
+        // libcni writes the entry only once the whole chain's ADD succeeded: a pod being wired
+        // now has none yet. Its namespace's inode was made when the runtime bind-mounted it
+        // (nsfs sets its times then), so a young one is left alone.
+        let young = std::fs::metadata(&ns.path)
+            .ok()
+            .and_then(|m| {
+                use std::os::unix::fs::MetadataExt;
+                let made = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(u64::try_from(m.ctime()).ok()?);
+                std::time::SystemTime::now().duration_since(made).ok()
+            })
+            .is_none_or(|age| age < self.orphan_grace);
+        if young {
+            return vec![];
+        }
         orphan_veth::check(&orphan_veth::Facts {
             link,
             netns: &ns.path,
