@@ -91,7 +91,8 @@ wire() {
         echo "route add $(pod_ip "$i")/32 dev $v scope link"
     done | ip -n "$NODE" -batch -
     nsenter --net="/run/netns/$NODE" sh -c \
-        'for f in /proc/sys/net/ipv4/conf/cali*/proxy_arp /proc/sys/net/ipv4/conf/cali*/forwarding; do echo 1 > $f; done'
+        'for f in /proc/sys/net/ipv4/conf/cali*/proxy_arp /proc/sys/net/ipv4/conf/cali*/forwarding; do echo 1 > $f; done
+         for f in /proc/sys/net/ipv4/neigh/cali*/proxy_delay; do echo 0 > $f; done'
     for i in $(seq 1 "$PODS"); do
         printf 'link set lo up\nlink set eth0 up\naddr add %s/32 dev eth0\nroute add 169.254.1.1/32 dev eth0 scope link\nroute add default via 169.254.1.1 dev eth0\n' \
             "$(pod_ip "$i")" | ip -n "$TAG-p$i" -batch -
@@ -128,15 +129,17 @@ stats() {
 }
 
 # RUNS runs as configured and, interleaved with them, RUNS with the reconciliation off (a later
-# --conf-dir wins): prints both stats lines.
+# --conf-dir wins) and RUNS without the gateway probe (--no-probe): prints the three stats lines.
 measure() {
-    rm -f "$WORK/on" "$WORK/off"
+    rm -f "$WORK/on" "$WORK/off" "$WORK/noprobe"
     for _ in $(seq 1 "$RUNS"); do
         once >>"$WORK/on"
         once --conf-dir "$WORK/net.d-off" >>"$WORK/off"
+        once --no-probe >>"$WORK/noprobe"
     done
     stats "$WORK/on"
     stats "$WORK/off"
+    stats "$WORK/noprobe"
 }
 
 echo "libcni cache entries read: $CACHE_READ" >&2
@@ -152,19 +155,21 @@ for size in $SIZES; do
         run | head -20 >&2 || true
         exit 1
     }
-    { read -r med min max rss; read -r omed omin omax orss; } < <(measure)
+    { read -r med min max rss; read -r omed omin omax orss; read -r pmed pmin pmax prss; } < <(measure)
     MEDIAN[$size]=$med
     printf 'doctor on %d pods + %d cache entries, %d runs: median %.3f s, min %.3f s, max %.3f s, peak RSS %d KiB\n' \
         "$size" "$size" "$RUNS" "$med" "$min" "$max" "$rss"
     printf '  interleaved, reconciliation off: median %.3f s, min %.3f s, max %.3f s, peak RSS %d KiB\n' \
         "$omed" "$omin" "$omax" "$orss"
+    printf '  interleaved, --no-probe: median %.3f s, min %.3f s, max %.3f s, peak RSS %d KiB\n' \
+        "$pmed" "$pmin" "$pmax" "$prss"
     if ((STALE > 0)); then
         # Stale routes on the first pods' links: IPs no pod holds (10.251.x.y), the re-check path.
         for i in $(seq 1 "$STALE"); do
             echo "route add 10.251.0.$i/32 dev $(printf 'cali%011d' "$i") scope link"
         done | ip -n "$NODE" -batch -
         found=$(run --json | grep -o '"check": *"stale-host-route"' | wc -l) || true
-        { read -r smed smin smax srss; read -r _ _ _ _; } < <(measure)
+        { read -r smed smin smax srss; read -r _ _ _ _; read -r _ _ _ _; } < <(measure)
         printf '  with %d stale routes (%s stale-host-route findings): median %.3f s, min %.3f s, max %.3f s, peak RSS %d KiB\n' \
             "$STALE" "$found" "$smed" "$smin" "$smax" "$srss"
     fi
