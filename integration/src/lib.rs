@@ -114,6 +114,30 @@ impl PluginRun {
     }
 }
 
+/// `calico-preflight ARGS` (a subcommand: doctor, install, ...) run in the network namespace at
+/// `netns` (a path), bounded by `timeout 30`: a hang fails the test (exit 124) instead of
+/// hanging the suite.
+pub fn preflight_in<I, A>(netns: &str, args: I) -> PluginRun
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let out = std::process::Command::new("timeout")
+        .args(["30", "nsenter"])
+        .arg(format!("--net={netns}"))
+        .arg(bin("calico-preflight"))
+        .args(args)
+        .output()
+        .expect("run calico-preflight");
+    let run = PluginRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status: out.status.code().unwrap_or(-1),
+    };
+    assert_ne!(run.status, 124, "calico-preflight hung: {run:?}");
+    run
+}
+
 /// The CNI_* environment for one call.
 #[derive(Debug, Clone)]
 pub struct CniEnv {

@@ -348,34 +348,28 @@ fn doctor(d: &Deployment) -> Vec<String> {
     let c = case(d, "1.0.0", None);
     let result = c.wire();
     let veth = host_end(&result);
-    let out = std::process::Command::new("timeout")
-        .args(["30", "nsenter"])
-        .arg(format!("--net={}", c.host.path()))
-        .arg(bin("calico-preflight"))
-        .args([
-            "doctor",
-            "--json",
-            "--no-proc-scan",
-            "--netns-dir",
-            "/run/netns",
-        ])
-        .args(["--prefix", d.veth_prefix])
-        .arg("--conf-dir")
-        .arg(c.dirs.conf_dir())
-        .arg("--cni-bin-dir")
-        .arg(c.dirs.bin_dir())
-        .arg("--iptables")
-        .arg(c.dirs.root.join("no-iptables"))
-        .output()
-        .expect("run doctor");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut args: Vec<std::ffi::OsString> = [
+        "doctor",
+        "--json",
+        "--no-proc-scan",
+        "--netns-dir",
+        "/run/netns",
+        "--prefix",
+        d.veth_prefix,
+    ]
+    .map(Into::into)
+    .into();
+    args.extend(["--conf-dir".into(), c.dirs.conf_dir().into()]);
+    args.extend(["--cni-bin-dir".into(), c.dirs.bin_dir().into()]);
+    args.extend(["--iptables".into(), c.dirs.root.join("no-iptables").into()]);
+    let run = preflight_in(&c.host.path(), &args);
     let ctx = format!(
-        "doctor exit {:?}\nstdout {}\nstderr {}",
-        out.status.code(),
-        cut(&stdout),
-        cut(&String::from_utf8_lossy(&out.stderr))
+        "doctor exit {}\nstdout {}\nstderr {}",
+        run.status,
+        cut(&run.stdout),
+        cut(&run.stderr)
     );
-    let Ok(report) = serde_json::from_str::<Value>(&stdout) else {
+    let Ok(report) = serde_json::from_str::<Value>(&run.stdout) else {
         return vec![ctx];
     };
     let mut problems = Vec::new();

@@ -69,19 +69,7 @@ fn doctor(n: &Node, extra: &[&str]) -> PluginRun {
         n.conf_dir.join("no-cni-cache").display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    // A hung scan fails the test (exit 124) instead of hanging the suite.
-    let out = std::process::Command::new("timeout")
-        .args(["30", "nsenter"])
-        .arg(format!("--net={}", n.host.path()))
-        .arg(bin("calico-preflight"))
-        .args(&args)
-        .output()
-        .expect("run doctor");
-    PluginRun {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        status: out.status.code().unwrap_or(-1),
-    }
+    preflight_in(&n.host.path(), &args)
 }
 
 #[test]
@@ -203,21 +191,9 @@ fn junk_in_the_netns_dir_does_not_stop_the_scan() {
 
 /// Runs doctor in the node's host namespace with exactly `args` (no dirs added).
 fn doctor_with(n: &Node, args: &[String]) -> PluginRun {
-    let out = std::process::Command::new("timeout")
-        .args(["30", "nsenter"])
-        .arg(format!("--net={}", n.host.path()))
-        .arg(bin("calico-preflight"))
-        .arg("doctor")
-        .args(args)
-        .output()
-        .expect("run doctor");
-    let run = PluginRun {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        status: out.status.code().unwrap_or(-1),
-    };
-    assert_ne!(run.status, 124, "doctor hung: {run:?}");
-    run
+    let mut all = vec!["doctor".to_string()];
+    all.extend_from_slice(args);
+    preflight_in(&n.host.path(), &all)
 }
 
 fn args(list: &[&str]) -> Vec<String> {

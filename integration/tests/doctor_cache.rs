@@ -120,31 +120,23 @@ fn write_pod_entry(n: &Node, i: usize) {
 
 fn doctor(n: &Node, extra: &[&str]) -> PluginRun {
     let conf = n.conf_dir();
-    let out = std::process::Command::new("timeout")
-        .args(["30", "nsenter"])
-        .arg(format!("--net={}", n.host.path()))
-        .arg(bin("calico-preflight"))
-        .args(["doctor", "--netns-dir", "/run/netns", "--no-proc-scan"])
-        .arg("--conf-dir")
-        .arg(&conf)
-        .arg("--cni-bin-dir")
-        .arg(conf.join("bin"))
-        .args(["--containerd-config", "none", "--crio-config", "none"])
-        .arg("--cni-cache-dir")
-        .arg(n.cache_dir())
-        // The pods here are seconds old: judged as if wired long ago (the default grace is
-        // tested on its own).
-        .args(grace(extra))
-        .args(extra)
-        .output()
-        .expect("run doctor");
-    let run = PluginRun {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        status: out.status.code().unwrap_or(-1),
-    };
-    assert_ne!(run.status, 124, "doctor hung: {run:?}");
-    run
+    let mut args: Vec<std::ffi::OsString> =
+        ["doctor", "--netns-dir", "/run/netns", "--no-proc-scan"]
+            .map(Into::into)
+            .into();
+    args.extend(["--conf-dir".into(), conf.clone().into()]);
+    args.extend(["--cni-bin-dir".into(), conf.join("bin").into()]);
+    args.extend(["--containerd-config", "none", "--crio-config", "none"].map(Into::into));
+    args.extend(["--cni-cache-dir".into(), n.cache_dir().into()]);
+    // The pods here are seconds old: judged as if wired long ago (the default grace is
+    // tested on its own).
+    args.extend(
+        grace(extra)
+            .into_iter()
+            .chain(extra.iter().copied())
+            .map(Into::into),
+    );
+    preflight_in(&n.host.path(), &args)
 }
 
 /// `--orphan-grace-seconds 0` unless the test gives its own.

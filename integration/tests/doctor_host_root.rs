@@ -46,21 +46,13 @@ impl Host {
     /// doctor in the host namespace, JSON report; the pod scan is kept to the namespace dir
     /// given (there are no pods), the rest is the defaults under `--host-root`.
     fn doctor(&self, extra: &[String]) -> (PluginRun, Value) {
-        let out = std::process::Command::new("timeout")
-            .args(["30", "nsenter"])
-            .arg(format!("--net={}", self.ns.path()))
-            .arg(bin("calico-preflight"))
-            .args(["doctor", "--json", "--no-proc-scan", "--netns-dir"])
-            .arg(self.path("/run/netns"))
-            .args(extra)
-            .output()
-            .expect("run doctor");
-        let run = PluginRun {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            status: out.status.code().unwrap_or(-1),
-        };
-        assert_ne!(run.status, 124, "doctor hung: {run:?}");
+        let mut args: Vec<std::ffi::OsString> =
+            ["doctor", "--json", "--no-proc-scan", "--netns-dir"]
+                .map(Into::into)
+                .into();
+        args.push(self.path("/run/netns").into());
+        args.extend(extra.iter().map(Into::into));
+        let run = preflight_in(&self.ns.path(), &args);
         let v =
             serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"));
         (run, v)

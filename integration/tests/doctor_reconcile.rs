@@ -53,31 +53,21 @@ fn node(ips: &[&[&str]]) -> Node {
 
 /// `doctor --json` in the node's host namespace: its report and exit code.
 fn doctor(n: &Node) -> (Value, i32) {
-    let out = std::process::Command::new("timeout")
-        .args(["30", "nsenter"])
-        .arg(format!("--net={}", n.host.path()))
-        .arg(bin("calico-preflight"))
-        .args([
-            "doctor",
-            "--json",
-            "--netns-dir",
-            "/run/netns",
-            "--no-proc-scan",
-        ])
-        .arg("--conf-dir")
-        .arg(n.dirs.conf_dir())
-        .arg("--cni-bin-dir")
-        .arg(n.dirs.bin_dir())
-        .output()
-        .expect("run doctor");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "doctor --json: {e}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (report, out.status.code().unwrap_or(-1))
+    let mut args: Vec<std::ffi::OsString> = [
+        "doctor",
+        "--json",
+        "--netns-dir",
+        "/run/netns",
+        "--no-proc-scan",
+    ]
+    .map(Into::into)
+    .into();
+    args.extend(["--conf-dir".into(), n.dirs.conf_dir().into()]);
+    args.extend(["--cni-bin-dir".into(), n.dirs.bin_dir().into()]);
+    let run = preflight_in(&n.host.path(), &args);
+    let report: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}: {run:?}"));
+    (report, run.status)
 }
 
 /// The findings of check `check` on pod `i` (found by its namespace's name).

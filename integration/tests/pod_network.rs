@@ -74,16 +74,16 @@ fn assert_passes(run: &PluginRun, ctx: &str) {
 
 /// `doctor` in the pod's host namespace: its text report.
 fn doctor(p: &Pod) -> String {
-    let out = std::process::Command::new("timeout")
-        .args(["30", "nsenter"])
-        .arg(format!("--net={}", p.host.path()))
-        .arg(bin("calico-preflight"))
-        .args(["doctor", "--netns-dir", "/run/netns", "--no-proc-scan"])
-        .args(["--conf-dir", &format!("/nonexistent/cp-pn-{}", p.host.name)])
-        .output()
-        .expect("run doctor");
-    assert_ne!(out.status.code(), Some(124), "doctor hung");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let conf = format!("/nonexistent/cp-pn-{}", p.host.name);
+    let args = [
+        "doctor",
+        "--netns-dir",
+        "/run/netns",
+        "--no-proc-scan",
+        "--conf-dir",
+        &conf,
+    ];
+    preflight_in(&p.host.path(), args).stdout
 }
 
 /// A vxlan device named as Felix names its own, in the host.
