@@ -622,3 +622,62 @@ fn no_leaks_are_judged_from_outside_the_hosts_network_namespace() {
     assert_eq!(v["node"], json!([]), "{v:#}");
     assert_eq!(v["cniCache"]["calicoEntries"], 1, "{v:#}");
 }
+
+/// A cali link whose peer's namespace no bind mount holds (here: only a process doctor is told
+/// not to scan): the pod's sandbox is gone as far as the node shows, an `orphan-veth`, with
+/// the `host-veth` warning it always had; cache or not.
+#[test]
+fn a_link_whose_peer_namespace_is_gone_is_an_orphan_veth() {
+    let n = node(&[("default", "web-0", json!({}))]);
+    // A namespace held only by a process, outside the netns dirs.
+    let mut holder = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", n.host.path()))
+        .args(["unshare", "--net", "sleep", "60"])
+        .spawn()
+        .expect("start a namespace holder");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = holder.id();
+    let _guard = Kill(&mut holder);
+    // nsenter and unshare exec in turn (neither forks): once the process is `sleep`, it is in
+    // its own namespace. Never before: the link's peer would land in nsenter's or ours.
+    let in_own_netns = (0..250).any(|_| {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let done = exe.file_name().is_some_and(|n| n == "sleep");
+        if !done {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        done
+    });
+    assert!(in_own_netns, "the namespace holder did not start");
+    let holder_pid = pid.to_string();
+    let link = "cali0rphan00001";
+    n.host.ip(&[
+        "link",
+        "add",
+        link,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &holder_pid,
+    ]);
+    n.host.ip(&["link", "set", link, "up"]);
+    let (run, v) = json_doctor(&n, &[]);
+    let p = pod_by_veth(&v, link);
+    let checks: Vec<&str> = p["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["check"].as_str())
+        .collect();
+    assert_eq!(checks, ["host-veth", "orphan-veth"], "{run:?}");
+    assert_eq!(run.status, 1, "warnings only: {run:?}");
+}

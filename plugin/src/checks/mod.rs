@@ -296,8 +296,10 @@ fn apply(
 type VethCheck = fn(&crate::inspect::Link) -> Vec<Finding>;
 
 /// `doctor`'s checks of a host veth whose pod namespace was not found (no pod facts exist).
-pub const UNPAIRED_VETH_CHECKS: &[(CheckId, VethCheck)] =
-    &[(CheckId::HostVeth, host_veth_peer::check)];
+pub const UNPAIRED_VETH_CHECKS: &[(CheckId, VethCheck)] = &[
+    (CheckId::HostVeth, host_veth_peer::check),
+    (CheckId::OrphanVeth, orphan_veth::unpaired),
+];
 
 pub fn run_unpaired_veth_checks(
     veth: &crate::inspect::Link,

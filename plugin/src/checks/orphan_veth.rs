@@ -3,12 +3,37 @@
 //! successful ADD and removes it on DEL (containernetworking/cni libcni/api.go `cacheAdd`,
 //! `cacheDel`), so where it evidently does (it holds entries of Calico's network), a wired
 //! pod without one was not made, or not remembered, by the runtime: no DEL will clean it up.
-//! A link whose peer namespace is not found at all is `host-veth`'s (host_veth_peer.rs), not
-//! reported again here.
+//! A link whose peer's namespace no mount or process holds is an orphan too ([`unpaired`]):
+//! `host-veth` has always reported it (host_veth_peer.rs) and still does, for scripts keyed on
+//! it; `orphan-veth` names it as what it most likely is.
 
 use super::{CheckId, Finding};
 use crate::inspect::cni_cache::{CacheEntry, Claim};
+use crate::inspect::{is_calico_kind, Link};
 use std::path::PathBuf;
+
+/// A veth (or netkit) host end whose peer lives in a namespace that no bind mount or process
+/// doctor looked at holds: its pod's sandbox is gone, as far as this node shows. Links whose
+/// peer is in the host's own namespace, and other kinds, are host-veth's alone.
+pub fn unpaired(link: &Link) -> Vec<Finding> {
+    let (true, Some(id)) = (is_calico_kind(link.kind.as_deref()), link.peer_netnsid) else {
+        return vec![];
+    };
+    vec![Finding::new(
+        CheckId::OrphanVeth,
+        format!("host veth {}", link.name),
+        "the pod namespace at the other end of this link is gone, as far as this node shows",
+        "the peer in a pod namespace bind-mounted under the netns dirs or held by a process",
+        format!("peer in namespace id {id}, which no mount or process here holds"),
+        format!(
+            "if no sandbox of the runtime uses it (crictl pods; crictl inspectp shows each \
+             sandbox's netns), the link is a leftover of a removed pod and `ip link del {}` \
+             removes it; if the runtime mounts its namespaces elsewhere, run doctor again with \
+             --netns-dir first (a live pod's link must not be deleted)",
+            link.name
+        ),
+    )]
+}
 
 pub struct Facts<'a> {
     /// The host end's name.
@@ -81,6 +106,30 @@ pub fn check(f: &Facts) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
+    use crate::inspect::Link;
+
+    #[test]
+    fn a_link_whose_peer_namespace_is_gone_is_an_orphan() {
+        let link = |kind: &str, nsid: Option<i32>| Link {
+            index: 9,
+            name: "cali0123456789a".into(),
+            kind: Some(kind.into()),
+            peer_index: Some(2),
+            peer_netnsid: nsid,
+            ..Link::default()
+        };
+        let f = unpaired(&link("veth", Some(3)));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].check, CheckId::OrphanVeth);
+        assert_eq!(f[0].severity, crate::checks::Severity::Warn);
+        assert!(f[0].remedy.contains("ip link del cali0123456789a"));
+        assert!(f[0].remedy.contains("--netns-dir"));
+        assert_eq!(unpaired(&link("netkit", Some(3))).len(), 1);
+        // Peer in the host's own namespace, or no veth at all: host-veth's alone.
+        assert!(unpaired(&link("veth", None)).is_empty());
+        assert!(unpaired(&link("bridge", Some(3))).is_empty());
+    }
+
     use super::*;
 
     fn entry(sandbox: &str) -> CacheEntry {
