@@ -386,3 +386,86 @@ fn a_proxy_delay_on_the_host_end_is_no_broken_path() {
         assert_eq!(run.status, 0, "{version}: {run:?}");
     }
 }
+
+/// `net.ipv6.conf.all.accept_dad=1` makes every device do DAD whatever its own accept_dad says
+/// (net/ipv6/addrconf.c `addrconf_dad_begin`): right after wiring, the host end's link-local is
+/// tentative, and an NS from `::` for it (a DAD NS) would fail its DAD for good. The probe must
+/// neither break the host end nor fail a pod that is only waiting for DAD; once DAD is over it
+/// is answered (from the pod's address).
+#[test]
+fn all_accept_dad_on_never_fails_the_host_ends_dad() {
+    let host = Netns::new("pr-h");
+    host.sysctl("net.ipv4.ip_forward", "1");
+    host.sysctl("net.ipv6.conf.all.forwarding", "1");
+    host.sysctl("net.ipv6.conf.all.accept_dad", "1");
+    let pod = Netns::new("pr-p");
+    let env = CniEnv::new("ADD", &pod.path(), "eth0");
+    let prev = wire_pod(&host, &env, json!({"cniVersion": "1.0.0", "ips": V6}));
+    let p = Pod {
+        host,
+        pod,
+        env,
+        prev,
+    };
+    let veth = host_veth(&p);
+    // DAD lasts dad_transmits x retrans_time: 1 s by default, long enough for this ADD.
+    let run = preflight(&p, "ADD", "1.0.0", json!({"probe": true}));
+    let addrs = p.host.ip(&["-6", "addr", "show", "dev", &veth]);
+    assert!(
+        !addrs.contains("dadfailed"),
+        "the probe failed the host end's DAD: {addrs}"
+    );
+    assert_eq!(run.status, 0, "{run:?}");
+    if addrs.contains("tentative") {
+        assert!(
+            run.stderr.contains("[WARNING pod-gateway-probe]") && run.stderr.contains("tentative"),
+            "{run:?}"
+        );
+    }
+    let mut settled = false;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if !p
+            .host
+            .ip(&["-6", "addr", "show", "dev", &veth])
+            .contains("tentative")
+        {
+            settled = true;
+            break;
+        }
+    }
+    assert!(
+        settled,
+        "{}",
+        p.host.ip(&["-6", "addr", "show", "dev", &veth])
+    );
+    let run = preflight(&p, "ADD", "1.0.0", json!({"probe": true}));
+    assert_eq!(run.status, 0, "{run:?}");
+    assert!(!run.stderr.contains("pod-gateway-probe"), "{run:?}");
+}
+
+/// A host end doing DAD (accept_dad=1, not as Calico leaves it) whose link-local was added
+/// again and is still tentative: a warning, not an error, and its DAD is left alone.
+#[test]
+fn a_tentative_host_link_local_warns() {
+    let p = wired("1.0.0", V6, &[]);
+    let veth = host_veth(&p);
+    p.host
+        .sysctl(&format!("net.ipv6.conf.{veth}.accept_dad"), "1");
+    p.host
+        .sysctl(&format!("net.ipv6.conf.{veth}.dad_transmits"), "30");
+    let ll = "fe80::ecee:eeff:feee:eeee/64";
+    p.host.ip(&["-6", "addr", "del", ll, "dev", &veth]);
+    p.host.ip(&["-6", "addr", "add", ll, "dev", &veth]);
+    let run = preflight(&p, "ADD", "1.0.0", json!({"probe": true}));
+    let addrs = p.host.ip(&["-6", "addr", "show", "dev", &veth]);
+    assert!(
+        addrs.contains("tentative") && !addrs.contains("dadfailed"),
+        "{addrs}"
+    );
+    assert_eq!(run.status, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("[WARNING pod-gateway-probe]"),
+        "{run:?}"
+    );
+}

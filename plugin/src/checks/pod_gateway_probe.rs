@@ -106,6 +106,31 @@ fn finding(o: &ProbeOutcome, p: &FamilyProbe, seen: &[String]) -> Option<Finding
                 .at(Severity::Warn),
             );
         }
+        Answer::HostTentative => {
+            return Some(
+                Finding::new(
+                    CheckId::PodGatewayProbe,
+                    object,
+                    format!(
+                        "the pod's {asked} was not sent: the host end {} holds {} only \
+                         tentatively (duplicate address detection in progress), so it answers \
+                         nothing yet",
+                        o.host_veth, p.target
+                    ),
+                    expected,
+                    format!("{} tentative on {}", p.target, o.host_veth),
+                    format!(
+                        "it answers once DAD ends (about a second); run `calico-preflight doctor` \
+                         then. Calico turns DAD off on the host end before bringing it up: a \
+                         tentative address means `sysctl net.ipv6.conf.all.accept_dad` is above 0 \
+                         (it overrides the device's) or the address was added again: `ip -6 addr \
+                         show dev {}`",
+                        o.host_veth
+                    ),
+                )
+                .at(Severity::Warn),
+            );
+        }
         Answer::Nothing => (
             format!("the pod's {asked} got no answer: the pod cannot reach its gateway"),
             "nothing".to_string(),
@@ -317,6 +342,16 @@ mod tests {
             "ICMPv6 neighbor solicitation for {LL} from fd00:10::5 to ff02::1:ffee:eeee, from 0a:58:01:02:03:04 to 33:33:ff:ee:ee:ee"
         )), "{}", f[1].found);
         assert!(f[1].remedy.contains(&format!("ip -6 addr show dev {VETH}")));
+    }
+
+    #[test]
+    fn a_tentative_host_address_only_warns() {
+        let mut fx = healthy_dual();
+        fx.probe = Some(outcome(&[(true, Answer::HostTentative)]));
+        let f = check(&fx.facts());
+        assert_eq!(f[0].severity, Severity::Warn);
+        assert!(f[0].problem.contains("tentatively"), "{}", f[0].problem);
+        assert!(f[0].remedy.contains("net.ipv6.conf.all.accept_dad"));
     }
 
     #[test]
