@@ -469,3 +469,39 @@ fn a_tentative_host_link_local_warns() {
         "{run:?}"
     );
 }
+
+/// probeTimeoutMs at its bounds against timeoutMs: a dropped ARP fails ADD with the probe's
+/// own finding, also where probeTimeoutMs x 2 is more than timeoutMs (the probe is cut to fit,
+/// and says so, instead of ADD timing out "reading the iptables chains"); 1 ms passes a
+/// healthy pod.
+#[test]
+fn probe_timeout_at_its_bounds_fits_within_timeout_ms() {
+    let p = wired("1.0.0", V4, &[]);
+    let guard = ArpDrop::new(&p.host);
+    let cause = "the host end's configuration shows no cause, so a firewall rule dropping ARP";
+    for extra in [
+        json!({"probe": true, "probeTimeoutMs": 5000}),
+        json!({"probe": true, "probeTimeoutMs": 5000, "timeoutMs": 300}),
+        json!({"probe": true, "probeTimeoutMs": 1}),
+    ] {
+        let run = preflight(&p, "ADD", "1.0.0", extra.clone());
+        assert_probe_fails(&run, "1.0.0", cause, &extra.to_string());
+        if extra["probeTimeoutMs"] == 5000 {
+            assert!(
+                run.json()["details"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("(probeTimeoutMs 5000 cut to fit"),
+                "{run:?}"
+            );
+        }
+    }
+    drop(guard);
+    let run = preflight(
+        &p,
+        "ADD",
+        "1.0.0",
+        json!({"probe": true, "probeTimeoutMs": 1}),
+    );
+    assert_eq!(run.status, 0, "{run:?}");
+}

@@ -87,7 +87,13 @@ fn finding(o: &ProbeOutcome, p: &FamilyProbe, seen: &[String]) -> Option<Finding
         "a {answer} from the host end {} ({host_mac}) within {} ms",
         o.host_veth, o.timeout_ms
     );
-    let sent = p.describe_sent(o);
+    let mut sent = p.describe_sent(o);
+    if o.timeout_ms < o.asked_timeout_ms {
+        sent.push_str(&format!(
+            " (probeTimeoutMs {} cut to fit half the time left within timeoutMs)",
+            o.asked_timeout_ms
+        ));
+    }
     let object = format!("pod interface {}", o.ifname);
     let (problem, came_back, remedy) = match &p.answer {
         Answer::Host { .. } => return None,
@@ -227,6 +233,7 @@ mod tests {
             pod_mac: vec![0x0a, 0x58, 1, 2, 3, 4],
             host_mac: vec![0xee; 6],
             timeout_ms: 50,
+            asked_timeout_ms: 50,
             families: answers
                 .iter()
                 .map(|(v6, a)| FamilyProbe {

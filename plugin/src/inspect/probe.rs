@@ -56,7 +56,11 @@ pub struct ProbeOutcome {
     pub host_veth: String,
     pub pod_mac: Vec<u8>,
     pub host_mac: Vec<u8>,
+    /// The wait per request: `probeTimeoutMs`, or less where that did not fit the call's
+    /// deadline (see [`run`]).
     pub timeout_ms: u64,
+    /// `probeTimeoutMs` as configured.
+    pub asked_timeout_ms: u64,
     pub families: Vec<FamilyProbe>,
 }
 
@@ -505,16 +509,29 @@ pub fn run(
         pod_mac: plan.pod_mac.to_vec(),
         host_mac: plan.host_mac.to_vec(),
         timeout_ms: plan.timeout.as_millis() as u64,
+        asked_timeout_ms: plan.timeout.as_millis() as u64,
         families: vec![],
     };
+    // The probe takes at most half the time left to the caller's deadline: ADD still has the
+    // node checks to read after it, and a probeTimeoutMs too long for timeoutMs would
+    // otherwise end ADD in a timeout naming something else (the probe's finding lost).
+    let half = deadline.remaining().unwrap_or_default() / 2;
+    let mut plan = plan;
+    plan.timeout = plan.timeout.min(half / u32::from(ATTEMPTS));
+    outcome.timeout_ms = plan.timeout.as_millis() as u64;
+    let specs = family_specs(&plan);
+    if plan.timeout < Duration::from_millis(1) {
+        outcome.families = not_run(&specs, "no time left within the call's timeoutMs");
+        return outcome;
+    }
     // Every attempt's wait, and a little for entering the namespace and the sockets.
-    let own = Deadline::after(plan.timeout * u32::from(ATTEMPTS) + Duration::from_millis(100));
+    let own =
+        Deadline::after(plan.timeout * u32::from(ATTEMPTS) + Duration::from_millis(100).min(half));
     let bound = if own.instant() < deadline.instant() {
         own
     } else {
         deadline
     };
-    let specs = family_specs(&plan);
     let inner = plan.clone();
     match super::netns::in_netns(netns_path, bound, move |d| Ok(probe_here(&inner, d))) {
         Ok(Ok((families, socks))) => {
