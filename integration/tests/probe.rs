@@ -505,3 +505,57 @@ fn probe_timeout_at_its_bounds_fits_within_timeout_ms() {
     );
     assert_eq!(run.status, 0, "{run:?}");
 }
+
+/// The packet sockets' closer (a forked child) never keeps the runtime's stdout open: once ADD
+/// has exited, its stdout is at EOF at once (a non-blocking read finds no writer left), so a
+/// runtime reading it to EOF is not held up by the child's ~10 ms close. Also: the child does
+/// not outlive the plugin for long, and leaves no process behind.
+#[test]
+fn the_closer_child_never_holds_the_runtimes_stdout() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let p = wired("1.0.0", DUAL, &[]);
+    let c = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico-preflight",
+        "confDir": format!("/nonexistent/cp-pr-{}", p.host.name), "prevResult": p.prev,
+        "probe": true});
+    for _ in 0..5 {
+        let mut child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", p.host.path()))
+            .arg(bin("calico-preflight"))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(p.env.vars().iter().map(|(k, v)| (*k, v.clone())))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(c.to_string().as_bytes())
+            .expect("write config");
+        let mut out = child.stdout.take().expect("stdout");
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "{status:?}");
+        // SAFETY: setting O_NONBLOCK on our own pipe's read end.
+        unsafe {
+            let fl = libc::fcntl(out.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(out.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) => panic!(
+                    "stdout not at EOF when ADD exited ({e}): a writer is left, read so far {:?}",
+                    String::from_utf8_lossy(&all)
+                ),
+            }
+        }
+        assert!(String::from_utf8_lossy(&all).contains("\"ips\""));
+    }
+}

@@ -419,18 +419,15 @@ fn close_in_child(socks: Vec<OwnedFd>) {
     // which must not allocate in the child.
     let mut keep: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
     keep.push(go[0]);
-    keep.sort_unstable();
+    let gaps = gaps_between(keep);
     // SAFETY: fork; the child below only makes raw syscalls and _exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // Child: close everything else first (stdout above all: the runtime reads it until
         // every writer is gone), tell the parent, wait for it to drop its copies, exit.
-        let mut from = 0u32;
-        for &fd in &keep {
-            close_range(from, (fd as u32).wrapping_sub(1));
-            from = fd as u32 + 1;
+        for &(first, last) in &gaps {
+            close_range(first, last);
         }
-        close_range(from, u32::MAX);
         let mut b = 0u8;
         // SAFETY: raw syscalls on fds this process owns; _exit never returns.
         unsafe {
@@ -477,6 +474,22 @@ fn close_in_child(socks: Vec<OwnedFd>) {
             // SAFETY: waits for our own child.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         });
+}
+
+/// The fd ranges around `keep` (every fd but those), for the child to close.
+fn gaps_between(mut keep: Vec<i32>) -> Vec<(u32, u32)> {
+    keep.sort_unstable();
+    let mut gaps = Vec::with_capacity(keep.len() + 1);
+    let mut from = 0u32;
+    for fd in keep.into_iter().filter_map(|fd| u32::try_from(fd).ok()) {
+        // A kept fd 0 (stdin closed) or two adjacent ones leave no gap.
+        if fd > from {
+            gaps.push((from, fd - 1));
+        }
+        from = from.max(fd.saturating_add(1));
+    }
+    gaps.push((from, u32::MAX));
+    gaps
 }
 
 /// close_range(2) (Linux 5.9), else close() one by one up to 4096: async-signal-safe both.
@@ -1170,6 +1183,18 @@ mod tests {
                 "{all} {addr:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_child_closes_every_fd_but_the_kept_ones() {
+        assert_eq!(
+            gaps_between(vec![7, 5]),
+            vec![(0, 4), (6, 6), (8, u32::MAX)]
+        );
+        // A socket at fd 0 (stdin closed): the old loop closed 0..=u32::MAX, every kept fd
+        // with it, so the parent paid for the last close after all.
+        assert_eq!(gaps_between(vec![0, 3]), vec![(1, 2), (4, u32::MAX)]);
+        assert_eq!(gaps_between(vec![3, 4]), vec![(0, 2), (5, u32::MAX)]);
     }
 
     #[test]
