@@ -559,3 +559,26 @@ fn the_closer_child_never_holds_the_runtimes_stdout() {
         assert!(String::from_utf8_lossy(&all).contains("\"ips\""));
     }
 }
+
+/// A pod with arp_accept=1 (not the default) takes the host end's ARP reply into its own
+/// neighbour table (net/ipv4/arp.c `arp_process`: an unsolicited reply creates an entry when
+/// arp_accept is on): exactly the entry its first packet would make, 169.254.1.1 at the host
+/// end's MAC, and nothing else. accept_untracked_na is not met (the NA goes to all-nodes from
+/// a DAD-style NS, and the pod does not forward).
+#[test]
+fn arp_accept_in_the_pod_learns_only_the_gateway_entry() {
+    let p = wired("1.0.0", DUAL, &[]);
+    p.pod.sysctl("net.ipv4.conf.all.arp_accept", "1");
+    p.pod.sysctl("net.ipv6.conf.all.accept_untracked_na", "1");
+    let before = p.pod.ip(&["neigh", "show"]);
+    assert_eq!(before, "");
+    let run = preflight(&p, "ADD", "1.0.0", json!({"probe": true}));
+    assert_eq!(run.status, 0, "{run:?}");
+    let after = p.pod.ip(&["neigh", "show"]);
+    let lines: Vec<&str> = after.lines().collect();
+    assert_eq!(lines.len(), 1, "{after}");
+    assert!(
+        lines[0].starts_with("169.254.1.1 dev eth0 lladdr ee:ee:ee:ee:ee:ee "),
+        "{after}"
+    );
+}

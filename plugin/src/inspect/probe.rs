@@ -11,7 +11,9 @@
 //! all-nodes, it records nothing. The pod's own neighbour table is not written: a packet socket
 //! bypasses the pod's ARP/ND stack on send, and the pod kernel ignores a reply it did not ask
 //! for (`arp_accept` and `accept_untracked_na` are 0 by default: only an existing entry is
-//! refreshed, with the same MAC).
+//! refreshed, with the same MAC). A pod with `arp_accept` on takes the ARP reply in: it gains
+//! 169.254.1.1 at the host end's MAC, the entry its first packet would make (the reply cannot
+//! go elsewhere: its destination is the request's sender MAC, which the host records).
 
 use super::{Deadline, HostView, PodView, Target};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
