@@ -386,3 +386,199 @@ fn a_proxy_delay_on_the_host_end_is_no_broken_path() {
         assert_eq!(run.status, 0, "{version}: {run:?}");
     }
 }
+
+/// `net.ipv6.conf.all.accept_dad=1` makes every device do DAD whatever its own accept_dad says
+/// (net/ipv6/addrconf.c `addrconf_dad_begin`): right after wiring, the host end's link-local is
+/// tentative, and an NS from `::` for it (a DAD NS) would fail its DAD for good. The probe must
+/// neither break the host end nor fail a pod that is only waiting for DAD; once DAD is over it
+/// is answered (from the pod's address).
+#[test]
+fn all_accept_dad_on_never_fails_the_host_ends_dad() {
+    let host = Netns::new("pr-h");
+    host.sysctl("net.ipv4.ip_forward", "1");
+    host.sysctl("net.ipv6.conf.all.forwarding", "1");
+    host.sysctl("net.ipv6.conf.all.accept_dad", "1");
+    let pod = Netns::new("pr-p");
+    let env = CniEnv::new("ADD", &pod.path(), "eth0");
+    let prev = wire_pod(&host, &env, json!({"cniVersion": "1.0.0", "ips": V6}));
+    let p = Pod {
+        host,
+        pod,
+        env,
+        prev,
+    };
+    let veth = host_veth(&p);
+    // DAD lasts dad_transmits x retrans_time: 1 s by default, long enough for this ADD.
+    let run = preflight(&p, "ADD", "1.0.0", json!({"probe": true}));
+    let addrs = p.host.ip(&["-6", "addr", "show", "dev", &veth]);
+    assert!(
+        !addrs.contains("dadfailed"),
+        "the probe failed the host end's DAD: {addrs}"
+    );
+    assert_eq!(run.status, 0, "{run:?}");
+    if addrs.contains("tentative") {
+        assert!(
+            run.stderr.contains("[WARNING pod-gateway-probe]") && run.stderr.contains("tentative"),
+            "{run:?}"
+        );
+    }
+    let mut settled = false;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if !p
+            .host
+            .ip(&["-6", "addr", "show", "dev", &veth])
+            .contains("tentative")
+        {
+            settled = true;
+            break;
+        }
+    }
+    assert!(
+        settled,
+        "{}",
+        p.host.ip(&["-6", "addr", "show", "dev", &veth])
+    );
+    let run = preflight(&p, "ADD", "1.0.0", json!({"probe": true}));
+    assert_eq!(run.status, 0, "{run:?}");
+    assert!(!run.stderr.contains("pod-gateway-probe"), "{run:?}");
+}
+
+/// A host end doing DAD (accept_dad=1, not as Calico leaves it) whose link-local was added
+/// again and is still tentative: a warning, not an error, and its DAD is left alone.
+#[test]
+fn a_tentative_host_link_local_warns() {
+    let p = wired("1.0.0", V6, &[]);
+    let veth = host_veth(&p);
+    p.host
+        .sysctl(&format!("net.ipv6.conf.{veth}.accept_dad"), "1");
+    p.host
+        .sysctl(&format!("net.ipv6.conf.{veth}.dad_transmits"), "30");
+    let ll = "fe80::ecee:eeff:feee:eeee/64";
+    p.host.ip(&["-6", "addr", "del", ll, "dev", &veth]);
+    p.host.ip(&["-6", "addr", "add", ll, "dev", &veth]);
+    let run = preflight(&p, "ADD", "1.0.0", json!({"probe": true}));
+    let addrs = p.host.ip(&["-6", "addr", "show", "dev", &veth]);
+    assert!(
+        addrs.contains("tentative") && !addrs.contains("dadfailed"),
+        "{addrs}"
+    );
+    assert_eq!(run.status, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("[WARNING pod-gateway-probe]"),
+        "{run:?}"
+    );
+}
+
+/// probeTimeoutMs at its bounds against timeoutMs: a dropped ARP fails ADD with the probe's
+/// own finding, also where probeTimeoutMs x 2 is more than timeoutMs (the probe is cut to fit,
+/// and says so, instead of ADD timing out "reading the iptables chains"); 1 ms passes a
+/// healthy pod.
+#[test]
+fn probe_timeout_at_its_bounds_fits_within_timeout_ms() {
+    let p = wired("1.0.0", V4, &[]);
+    let guard = ArpDrop::new(&p.host);
+    let cause = "the host end's configuration shows no cause, so a firewall rule dropping ARP";
+    for extra in [
+        json!({"probe": true, "probeTimeoutMs": 5000}),
+        json!({"probe": true, "probeTimeoutMs": 5000, "timeoutMs": 300}),
+        json!({"probe": true, "probeTimeoutMs": 1}),
+    ] {
+        let run = preflight(&p, "ADD", "1.0.0", extra.clone());
+        assert_probe_fails(&run, "1.0.0", cause, &extra.to_string());
+        if extra["probeTimeoutMs"] == 5000 {
+            assert!(
+                run.json()["details"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("(probeTimeoutMs 5000 cut to fit"),
+                "{run:?}"
+            );
+        }
+    }
+    drop(guard);
+    let run = preflight(
+        &p,
+        "ADD",
+        "1.0.0",
+        json!({"probe": true, "probeTimeoutMs": 1}),
+    );
+    assert_eq!(run.status, 0, "{run:?}");
+}
+
+/// The packet sockets' closer (a forked child) never keeps the runtime's stdout open: once ADD
+/// has exited, its stdout is at EOF at once (a non-blocking read finds no writer left), so a
+/// runtime reading it to EOF is not held up by the child's ~10 ms close. Also: the child does
+/// not outlive the plugin for long, and leaves no process behind.
+#[test]
+fn the_closer_child_never_holds_the_runtimes_stdout() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let p = wired("1.0.0", DUAL, &[]);
+    let c = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico-preflight",
+        "confDir": format!("/nonexistent/cp-pr-{}", p.host.name), "prevResult": p.prev,
+        "probe": true});
+    for _ in 0..5 {
+        let mut child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", p.host.path()))
+            .arg(bin("calico-preflight"))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(p.env.vars().iter().map(|(k, v)| (*k, v.clone())))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(c.to_string().as_bytes())
+            .expect("write config");
+        let mut out = child.stdout.take().expect("stdout");
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "{status:?}");
+        // SAFETY: setting O_NONBLOCK on our own pipe's read end.
+        unsafe {
+            let fl = libc::fcntl(out.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(out.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) => panic!(
+                    "stdout not at EOF when ADD exited ({e}): a writer is left, read so far {:?}",
+                    String::from_utf8_lossy(&all)
+                ),
+            }
+        }
+        assert!(String::from_utf8_lossy(&all).contains("\"ips\""));
+    }
+}
+
+/// A pod with arp_accept=1 (not the default) takes the host end's ARP reply into its own
+/// neighbour table (net/ipv4/arp.c `arp_process`: an unsolicited reply creates an entry when
+/// arp_accept is on): exactly the entry its first packet would make, 169.254.1.1 at the host
+/// end's MAC, and nothing else. accept_untracked_na is not met (the NA goes to all-nodes from
+/// a DAD-style NS, and the pod does not forward).
+#[test]
+fn arp_accept_in_the_pod_learns_only_the_gateway_entry() {
+    let p = wired("1.0.0", DUAL, &[]);
+    p.pod.sysctl("net.ipv4.conf.all.arp_accept", "1");
+    p.pod.sysctl("net.ipv6.conf.all.accept_untracked_na", "1");
+    let before = p.pod.ip(&["neigh", "show"]);
+    assert_eq!(before, "");
+    let run = preflight(&p, "ADD", "1.0.0", json!({"probe": true}));
+    assert_eq!(run.status, 0, "{run:?}");
+    let after = p.pod.ip(&["neigh", "show"]);
+    let lines: Vec<&str> = after.lines().collect();
+    assert_eq!(lines.len(), 1, "{after}");
+    assert!(
+        lines[0].starts_with("169.254.1.1 dev eth0 lladdr ee:ee:ee:ee:ee:ee "),
+        "{after}"
+    );
+}

@@ -87,7 +87,13 @@ fn finding(o: &ProbeOutcome, p: &FamilyProbe, seen: &[String]) -> Option<Finding
         "a {answer} from the host end {} ({host_mac}) within {} ms",
         o.host_veth, o.timeout_ms
     );
-    let sent = p.describe_sent(o);
+    let mut sent = p.describe_sent(o);
+    if o.timeout_ms < o.asked_timeout_ms {
+        sent.push_str(&format!(
+            " (probeTimeoutMs {} cut to fit half the time left within timeoutMs)",
+            o.asked_timeout_ms
+        ));
+    }
     let object = format!("pod interface {}", o.ifname);
     let (problem, came_back, remedy) = match &p.answer {
         Answer::Host { .. } => return None,
@@ -102,6 +108,31 @@ fn finding(o: &ProbeOutcome, p: &FamilyProbe, seen: &[String]) -> Option<Finding
                     "the probe needs CAP_NET_RAW in the pod's namespace and the pod interface up; \
                      this says nothing about the path itself. Set \"probe\": false (or \
                      checks.pod-gateway-probe \"off\") if the probe cannot run here",
+                )
+                .at(Severity::Warn),
+            );
+        }
+        Answer::HostTentative => {
+            return Some(
+                Finding::new(
+                    CheckId::PodGatewayProbe,
+                    object,
+                    format!(
+                        "the pod's {asked} was not sent: the host end {} holds {} only \
+                         tentatively (duplicate address detection in progress), so it answers \
+                         nothing yet",
+                        o.host_veth, p.target
+                    ),
+                    expected,
+                    format!("{} tentative on {}", p.target, o.host_veth),
+                    format!(
+                        "it answers once DAD ends (about a second); run `calico-preflight doctor` \
+                         then. Calico turns DAD off on the host end before bringing it up: a \
+                         tentative address means `sysctl net.ipv6.conf.all.accept_dad` is above 0 \
+                         (it overrides the device's) or the address was added again: `ip -6 addr \
+                         show dev {}`",
+                        o.host_veth
+                    ),
                 )
                 .at(Severity::Warn),
             );
@@ -202,6 +233,7 @@ mod tests {
             pod_mac: vec![0x0a, 0x58, 1, 2, 3, 4],
             host_mac: vec![0xee; 6],
             timeout_ms: 50,
+            asked_timeout_ms: 50,
             families: answers
                 .iter()
                 .map(|(v6, a)| FamilyProbe {
@@ -317,6 +349,16 @@ mod tests {
             "ICMPv6 neighbor solicitation for {LL} from fd00:10::5 to ff02::1:ffee:eeee, from 0a:58:01:02:03:04 to 33:33:ff:ee:ee:ee"
         )), "{}", f[1].found);
         assert!(f[1].remedy.contains(&format!("ip -6 addr show dev {VETH}")));
+    }
+
+    #[test]
+    fn a_tentative_host_address_only_warns() {
+        let mut fx = healthy_dual();
+        fx.probe = Some(outcome(&[(true, Answer::HostTentative)]));
+        let f = check(&fx.facts());
+        assert_eq!(f[0].severity, Severity::Warn);
+        assert!(f[0].problem.contains("tentatively"), "{}", f[0].problem);
+        assert!(f[0].remedy.contains("net.ipv6.conf.all.accept_dad"));
     }
 
     #[test]

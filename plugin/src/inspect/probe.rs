@@ -11,7 +11,9 @@
 //! all-nodes, it records nothing. The pod's own neighbour table is not written: a packet socket
 //! bypasses the pod's ARP/ND stack on send, and the pod kernel ignores a reply it did not ask
 //! for (`arp_accept` and `accept_untracked_na` are 0 by default: only an existing entry is
-//! refreshed, with the same MAC).
+//! refreshed, with the same MAC). A pod with `arp_accept` on takes the ARP reply in: it gains
+//! 169.254.1.1 at the host end's MAC, the entry its first packet would make (the reply cannot
+//! go elsewhere: its destination is the request's sender MAC, which the host records).
 
 use super::{Deadline, HostView, PodView, Target};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -44,6 +46,8 @@ pub struct ProbePlan {
     /// The NS's source (`::`, or the pod's IPv6: see [`plan`]) and the target (the host end's
     /// link-local).
     pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
+    /// The IPv6 target is tentative on the host end: the NS is not sent.
+    pub v6_tentative: bool,
     pub timeout: Duration,
 }
 
@@ -54,7 +58,11 @@ pub struct ProbeOutcome {
     pub host_veth: String,
     pub pod_mac: Vec<u8>,
     pub host_mac: Vec<u8>,
+    /// The wait per request: `probeTimeoutMs`, or less where that did not fit the call's
+    /// deadline (see [`run`]).
     pub timeout_ms: u64,
+    /// `probeTimeoutMs` as configured.
+    pub asked_timeout_ms: u64,
     pub families: Vec<FamilyProbe>,
 }
 
@@ -80,6 +88,9 @@ pub enum Answer {
     OtherMacs(Vec<Vec<u8>>),
     /// No reply to any request.
     Nothing,
+    /// Not sent: the host end's address is still tentative (duplicate address detection in
+    /// progress), so it would not answer yet, and a DAD-style NS for it would fail its DAD.
+    HostTentative,
     /// The probe could not be carried out (socket, send or namespace error): says nothing about
     /// the path.
     NotRun(String),
@@ -129,6 +140,104 @@ pub fn plan(
     host: &HostView,
     timeout: Duration,
 ) -> Option<ProbePlan> {
+    plan_with(target, pod, host, timeout, &read_v6_dad)
+}
+
+/// How duplicate address detection stands for the IPv6 target on the host end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V6Dad {
+    /// `net.ipv6.conf.all.accept_dad`: a device does DAD unless both it and its own are below
+    /// 1 (net/ipv6/addrconf.c `addrconf_dad_begin`).
+    pub all_accept_dad: Option<String>,
+    pub addr: AddrState,
+}
+
+/// The target address on the host end, by its flags in /proc/net/if_inet6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrState {
+    Ready,
+    /// In DAD: answers no NS (and a DAD NS for it fails its DAD).
+    Tentative,
+    /// In optimistic DAD: answers an NS from an address, a DAD NS still fails it.
+    Optimistic,
+    DadFailed,
+    /// Not on the host end.
+    Absent,
+    /// Could not be read.
+    Unknown,
+}
+
+const IFA_F_OPTIMISTIC: u32 = 0x04;
+const IFA_F_DADFAILED: u32 = 0x08;
+const IFA_F_TENTATIVE: u32 = 0x40;
+/// /proc/net/if_inet6 read at most (~60 bytes a line: some 16000 addresses).
+const MAX_IF_INET6: u64 = 1 << 20;
+
+/// The DAD facts of the host's namespace (the calling thread's) for `target` on `ifindex`.
+fn read_v6_dad(ifindex: u32, target: Ipv6Addr) -> V6Dad {
+    use std::io::Read;
+    let all_accept_dad = super::sysctl::read("net.ipv6.conf.all.accept_dad")
+        .value
+        .ok();
+    let mut text = String::new();
+    let addr = match std::fs::File::open("/proc/thread-self/net/if_inet6")
+        .and_then(|f| f.take(MAX_IF_INET6).read_to_string(&mut text))
+    {
+        Ok(_) => addr_state(&text, ifindex, target),
+        Err(_) => AddrState::Unknown,
+    };
+    V6Dad {
+        all_accept_dad,
+        addr,
+    }
+}
+
+/// `target`'s state on `ifindex` from /proc/net/if_inet6 text (net/ipv6/addrconf.c
+/// `if6_seq_show`: address, ifindex, prefix length, scope, flags, name; hex).
+pub fn addr_state(text: &str, ifindex: u32, target: Ipv6Addr) -> AddrState {
+    let want = target
+        .octets()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let mut complete = text.ends_with('\n') || text.is_empty();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [addr, index, _, _, flags, ..] = f[..] else {
+            complete = false;
+            continue;
+        };
+        if addr != want || u32::from_str_radix(index, 16).ok() != Some(ifindex) {
+            continue;
+        }
+        let Ok(flags) = u32::from_str_radix(flags, 16) else {
+            return AddrState::Unknown;
+        };
+        return if flags & IFA_F_DADFAILED != 0 {
+            AddrState::DadFailed
+        } else if flags & IFA_F_OPTIMISTIC != 0 {
+            AddrState::Optimistic
+        } else if flags & IFA_F_TENTATIVE != 0 {
+            AddrState::Tentative
+        } else {
+            AddrState::Ready
+        };
+    }
+    if complete && text.len() < MAX_IF_INET6 as usize {
+        AddrState::Absent
+    } else {
+        AddrState::Unknown
+    }
+}
+
+/// [`plan`] with the host end's DAD facts from `v6_dad` (the host's /proc, or a test's).
+pub fn plan_with(
+    target: &Target,
+    pod: Option<&PodView>,
+    host: &HostView,
+    timeout: Duration,
+    v6_dad: &dyn Fn(u32, Ipv6Addr) -> V6Dad,
+) -> Option<ProbePlan> {
     let pod = pod?;
     let link = pod.link.as_ref()?;
     if !link.up {
@@ -150,14 +259,29 @@ pub fn plan(
     // kernel then answers to all-nodes and records nothing (net/ipv6/ndisc.c `ndisc_recv_ns`,
     // `dad`). From the pod's address it would record the pod's entry and confirm it 5 s later
     // with an NS of its own, which makes the pod's kernel learn the host end's link-local. With
-    // DAD on, the host's address may be tentative, and a DAD NS for it would fail its DAD: the
-    // pod's address is used then.
-    let dad_off = host
-        .sysctl(&format!("net.ipv6.conf.{}.accept_dad", veth.name))
-        .is_some_and(|v| v.as_deref() == Ok("0"));
+    // DAD on, the host's address may be tentative, and a DAD NS for it would fail its DAD
+    // (`ndisc_recv_ns`: addrconf_dad_failure, leaving it dadfailed for good): the pod's
+    // address is used then. DAD is off only where the device's accept_dad and `all`'s are
+    // both below 1, and `::` is used only for an address seen out of DAD. A tentative address
+    // answers nothing until its DAD ends (~1 s): not sent, a warning (no broken path yet).
+    let below_1 = |v: Option<&str>| {
+        v.and_then(|v| v.trim().parse::<i64>().ok())
+            .is_some_and(|n| n < 1)
+    };
+    let mut v6_tentative = false;
     let v6 = v6_src.map(|src| {
-        let src = if dad_off { Ipv6Addr::UNSPECIFIED } else { src };
-        (src, v6_target(pod, link.index, host, host_mac))
+        let target = v6_target(pod, link.index, host, host_mac);
+        let dad = v6_dad(veth.index, target);
+        let dev = host.sysctl(&format!("net.ipv6.conf.{}.accept_dad", veth.name));
+        let dad_off =
+            below_1(dev.and_then(|v| v.as_deref().ok())) && below_1(dad.all_accept_dad.as_deref());
+        v6_tentative = dad.addr == AddrState::Tentative;
+        let src = if dad_off && dad.addr == AddrState::Ready {
+            Ipv6Addr::UNSPECIFIED
+        } else {
+            src
+        };
+        (src, target)
     });
     if v4.is_none() && v6.is_none() {
         return None;
@@ -178,6 +302,7 @@ pub fn plan(
         v4,
         v4_unicast,
         v6,
+        v6_tentative,
         timeout,
     })
 }
@@ -296,18 +421,15 @@ fn close_in_child(socks: Vec<OwnedFd>) {
     // which must not allocate in the child.
     let mut keep: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
     keep.push(go[0]);
-    keep.sort_unstable();
+    let gaps = gaps_between(keep);
     // SAFETY: fork; the child below only makes raw syscalls and _exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // Child: close everything else first (stdout above all: the runtime reads it until
         // every writer is gone), tell the parent, wait for it to drop its copies, exit.
-        let mut from = 0u32;
-        for &fd in &keep {
-            close_range(from, (fd as u32).wrapping_sub(1));
-            from = fd as u32 + 1;
+        for &(first, last) in &gaps {
+            close_range(first, last);
         }
-        close_range(from, u32::MAX);
         let mut b = 0u8;
         // SAFETY: raw syscalls on fds this process owns; _exit never returns.
         unsafe {
@@ -356,6 +478,22 @@ fn close_in_child(socks: Vec<OwnedFd>) {
         });
 }
 
+/// The fd ranges around `keep` (every fd but those), for the child to close.
+fn gaps_between(mut keep: Vec<i32>) -> Vec<(u32, u32)> {
+    keep.sort_unstable();
+    let mut gaps = Vec::with_capacity(keep.len() + 1);
+    let mut from = 0u32;
+    for fd in keep.into_iter().filter_map(|fd| u32::try_from(fd).ok()) {
+        // A kept fd 0 (stdin closed) or two adjacent ones leave no gap.
+        if fd > from {
+            gaps.push((from, fd - 1));
+        }
+        from = from.max(fd.saturating_add(1));
+    }
+    gaps.push((from, u32::MAX));
+    gaps
+}
+
 /// close_range(2) (Linux 5.9), else close() one by one up to 4096: async-signal-safe both.
 fn close_range(first: u32, last: u32) {
     if first > last {
@@ -386,16 +524,29 @@ pub fn run(
         pod_mac: plan.pod_mac.to_vec(),
         host_mac: plan.host_mac.to_vec(),
         timeout_ms: plan.timeout.as_millis() as u64,
+        asked_timeout_ms: plan.timeout.as_millis() as u64,
         families: vec![],
     };
+    // The probe takes at most half the time left to the caller's deadline: ADD still has the
+    // node checks to read after it, and a probeTimeoutMs too long for timeoutMs would
+    // otherwise end ADD in a timeout naming something else (the probe's finding lost).
+    let half = deadline.remaining().unwrap_or_default() / 2;
+    let mut plan = plan;
+    plan.timeout = plan.timeout.min(half / u32::from(ATTEMPTS));
+    outcome.timeout_ms = plan.timeout.as_millis() as u64;
+    let specs = family_specs(&plan);
+    if plan.timeout < Duration::from_millis(1) {
+        outcome.families = not_run(&specs, "no time left within the call's timeoutMs");
+        return outcome;
+    }
     // Every attempt's wait, and a little for entering the namespace and the sockets.
-    let own = Deadline::after(plan.timeout * u32::from(ATTEMPTS) + Duration::from_millis(100));
+    let own =
+        Deadline::after(plan.timeout * u32::from(ATTEMPTS) + Duration::from_millis(100).min(half));
     let bound = if own.instant() < deadline.instant() {
         own
     } else {
         deadline
     };
-    let specs = family_specs(&plan);
     let inner = plan.clone();
     match super::netns::in_netns(netns_path, bound, move |d| Ok(probe_here(&inner, d))) {
         Ok(Ok((families, socks))) => {
@@ -415,7 +566,9 @@ fn not_run(specs: &[FamilyProbe], why: &str) -> Vec<FamilyProbe> {
         .iter()
         .cloned()
         .map(|mut f| {
-            f.answer = Answer::NotRun(why.to_string());
+            if f.answer != Answer::HostTentative {
+                f.answer = Answer::NotRun(why.to_string());
+            }
             f
         })
         .collect()
@@ -445,7 +598,11 @@ fn family_specs(plan: &ProbePlan) -> Vec<FamilyProbe> {
             source: IpAddr::V6(src),
             dst_mac: multicast_mac(solicited_node(target)).to_vec(),
             sent: 0,
-            answer: Answer::Nothing,
+            answer: if plan.v6_tentative {
+                Answer::HostTentative
+            } else {
+                Answer::Nothing
+            },
         });
     }
     out
@@ -478,13 +635,17 @@ fn probe_here(plan: &ProbePlan, deadline: Deadline) -> (Vec<FamilyProbe>, Vec<Ow
                 let src = plan.v4.unwrap_or(Ipv4Addr::UNSPECIFIED);
                 (arp_request(plan.pod_mac, src, GATEWAY_V4), libc::ETH_P_ARP)
             };
+            let done = spec.answer == Answer::HostTentative;
             let mut f = Flight {
                 spec,
                 sock: None,
                 request,
                 others: vec![],
-                done: false,
+                done,
             };
+            if done {
+                return f;
+            }
             let filter = if f.spec.v6 {
                 NA_FILTER
             } else {
@@ -963,7 +1124,18 @@ mod tests {
             key: format!("net.ipv6.conf.{}.accept_dad", crate::checks::fixtures::VETH),
             value: Ok("0".into()),
         });
-        let p = plan(&fx.target, fx.pod.as_ref().ok(), &fx.host, Duration::ZERO).expect("plan");
+        let ready = |_: u32, _: Ipv6Addr| V6Dad {
+            all_accept_dad: Some("0".into()),
+            addr: AddrState::Ready,
+        };
+        let p = plan_with(
+            &fx.target,
+            fx.pod.as_ref().ok(),
+            &fx.host,
+            Duration::ZERO,
+            &ready,
+        )
+        .expect("plan");
         assert_eq!(p.v6.map(|v| v.0), Some(Ipv6Addr::UNSPECIFIED));
         let mut fx = crate::checks::fixtures::healthy_v4();
         fx.pod_mut().link.as_mut().unwrap().up = false;
@@ -972,6 +1144,79 @@ mod tests {
         fx.host.veth_by_name = None;
         fx.host.veth_by_peer = None;
         assert!(plan(&fx.target, fx.pod.as_ref().ok(), &fx.host, Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn a_dad_ns_only_for_an_address_out_of_dad_where_dad_is_off_everywhere() {
+        let mut fx = crate::checks::fixtures::healthy_dual();
+        fx.host.sysctls.push(crate::inspect::SysctlRead {
+            key: format!("net.ipv6.conf.{}.accept_dad", crate::checks::fixtures::VETH),
+            value: Ok("0".into()),
+        });
+        let pod_ip: Ipv6Addr = "fd00:10::5".parse().unwrap();
+        for (all, addr, src, tentative) in [
+            ("0", AddrState::Ready, Ipv6Addr::UNSPECIFIED, false),
+            // all.accept_dad=1 makes the device do DAD whatever its own says.
+            ("1", AddrState::Ready, pod_ip, false),
+            ("1", AddrState::Tentative, pod_ip, true),
+            ("0", AddrState::Tentative, pod_ip, true),
+            ("0", AddrState::Optimistic, pod_ip, false),
+            ("0", AddrState::Unknown, pod_ip, false),
+            ("0", AddrState::DadFailed, pod_ip, false),
+        ] {
+            let dad = move |_: u32, _: Ipv6Addr| V6Dad {
+                all_accept_dad: Some(all.into()),
+                addr,
+            };
+            let p = plan_with(
+                &fx.target,
+                fx.pod.as_ref().ok(),
+                &fx.host,
+                Duration::ZERO,
+                &dad,
+            )
+            .expect("plan");
+            assert_eq!(p.v6.map(|v| v.0), Some(src), "{all} {addr:?}");
+            assert_eq!(p.v6_tentative, tentative, "{all} {addr:?}");
+            let spec = family_specs(&p);
+            assert_eq!(
+                spec[1].answer == Answer::HostTentative,
+                tentative,
+                "{all} {addr:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_child_closes_every_fd_but_the_kept_ones() {
+        assert_eq!(
+            gaps_between(vec![7, 5]),
+            vec![(0, 4), (6, 6), (8, u32::MAX)]
+        );
+        // A socket at fd 0 (stdin closed): the old loop closed 0..=u32::MAX, every kept fd
+        // with it, so the parent paid for the last close after all.
+        assert_eq!(gaps_between(vec![0, 3]), vec![(1, 2), (4, u32::MAX)]);
+        assert_eq!(gaps_between(vec![3, 4]), vec![(0, 2), (5, u32::MAX)]);
+    }
+
+    #[test]
+    fn if_inet6_flags() {
+        let ll = eui64_link_local([0xee; 6]);
+        // As the kernel prints it: address, ifindex, plen, scope, flags, name.
+        let line = |index: &str, flags: &str| {
+            format!("fe80000000000000eceeeefffeeeeeee {index} 40 20 {flags}     cali1\n")
+        };
+        assert_eq!(addr_state(&line("0b", "80"), 11, ll), AddrState::Ready);
+        assert_eq!(addr_state(&line("0b", "c0"), 11, ll), AddrState::Tentative);
+        assert_eq!(addr_state(&line("0b", "c8"), 11, ll), AddrState::DadFailed);
+        assert_eq!(addr_state(&line("0b", "c4"), 11, ll), AddrState::Optimistic);
+        assert_eq!(addr_state(&line("0c", "80"), 11, ll), AddrState::Absent);
+        assert_eq!(addr_state("", 11, ll), AddrState::Absent);
+        // A cut last line: not known to be absent.
+        assert_eq!(
+            addr_state("fe80000000000000ecee", 11, ll),
+            AddrState::Unknown
+        );
     }
 
     #[test]
