@@ -94,9 +94,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         return npd::main(&opts, s);
     }
     let scan = metrics::timed_scan(&opts);
-    let written = textfile
-        .as_ref()
-        .is_none_or(|path| write_textfile(path, scan.as_ref().ok()));
+    let written = textfile.as_ref().is_none_or(|path| {
+        write_textfile(path, scan.as_ref().ok().map(metrics::Scan::result).as_ref())
+    });
     let report = match scan {
         Ok(s) => s.report,
         Err(e) => {
@@ -137,7 +137,7 @@ fn textfile_path(a: &mut Args) -> Result<PathBuf, String> {
 
 /// Writes the metrics of `scan` (`None`: the scan failed: only the error counter, so that an
 /// older file's findings do not live on); false, with the reason on stderr, when it cannot.
-fn write_textfile(path: &Path, scan: Option<&metrics::Scan>) -> bool {
+fn write_textfile(path: &Path, scan: Option<&metrics::ScanResult>) -> bool {
     let text = metrics::render(&metrics::Snapshot {
         last: scan,
         scan_errors: u64::from(scan.is_none()),
@@ -243,6 +243,50 @@ impl ScanFlags {
         }
         o
     }
+}
+
+/// The doctor flags that give `o` back through [`ScanFlags`]: `install --watch` runs each
+/// scan as `doctor --json` with them in a child process (engine/install/monitor.rs). `pod`
+/// and `main_plugin` are not scan flags of the watch.
+pub fn scan_args(o: &Options) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut flag = |f: &str, v: OsString| {
+        a.push(f.into());
+        a.push(v);
+    };
+    flag("--prefix", o.prefixes.join(",").into());
+    for d in &o.netns_dirs {
+        flag("--netns-dir", d.into());
+    }
+    if !o.conf_dir.as_os_str().is_empty() {
+        flag("--cni-conf-dir", (&o.conf_dir).into());
+    }
+    for d in &o.cni_path {
+        flag("--cni-bin-dir", d.into());
+    }
+    for d in &o.search_bin_dirs {
+        flag("--search-bin-dir", d.into());
+    }
+    let config = |c: &Option<PathBuf>| c.clone().unwrap_or_else(|| NO_CONFIG.into()).into();
+    flag("--containerd-config", config(&o.containerd_config));
+    flag("--crio-config", config(&o.crio_config));
+    flag("--iptables", (&o.iptables_command).into());
+    if let Some(r) = &o.host_root {
+        flag("--host-root", r.into());
+    }
+    flag("--timeout-ms", o.timeout.as_millis().to_string().into());
+    flag("--cni-cache-dir", (&o.cni_cache_dir).into());
+    flag(
+        "--orphan-grace-seconds",
+        o.orphan_grace.as_secs().to_string().into(),
+    );
+    if !o.scan_procs {
+        a.push("--no-proc-scan".into());
+    }
+    if !o.probe {
+        a.push("--no-probe".into());
+    }
+    a
 }
 
 /// What doctor was asked to do.
@@ -411,4 +455,58 @@ pub fn render(r: &Report, prefix: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod scan_args_tests {
+    use super::*;
+
+    fn parsed(args: Vec<OsString>) -> Options {
+        match parse(args) {
+            Ok(Parsed::Run(r)) => r.opts,
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn scan_args_give_the_options_back() {
+        let defaults = Options::default();
+        assert_eq!(parsed(scan_args(&defaults)), defaults);
+        let args: Vec<OsString> = [
+            "--prefix",
+            "cali,tap",
+            "--netns-dir",
+            "/a",
+            "--netns-dir",
+            "/b",
+            "--no-proc-scan",
+            "--cni-conf-dir",
+            "/c",
+            "--cni-bin-dir",
+            "/d",
+            "--search-bin-dir",
+            "/e",
+            "--containerd-config",
+            "none",
+            "--crio-config",
+            "/f",
+            "--iptables",
+            "/g",
+            "--host-root",
+            "/hostfs",
+            "--timeout-ms",
+            "1234",
+            "--cni-cache-dir",
+            "/h",
+            "--orphan-grace-seconds",
+            "7",
+            "--no-probe",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        let o = parsed(args);
+        assert_eq!(parsed(scan_args(&o)), o);
+        assert_eq!(o.crio_config.as_deref(), Some(Path::new("/f")));
+        assert_eq!(o.containerd_config, None);
+    }
 }
