@@ -283,6 +283,17 @@ fn daemonset_capabilities_probes_and_metrics_port() {
         .expect("--host-root");
     assert_eq!(cmd[h + 1], "/hostfs");
 
+    // Nothing writable but the two CNI dirs: not the container's own root either (the image
+    // is one binary; neither install nor the scans write anywhere else).
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_sequence().expect("containers") {
+            assert_eq!(
+                c["securityContext"]["readOnlyRootFilesystem"], true,
+                "{list}: {:?}",
+                c["name"]
+            );
+        }
+    }
     let writable = ["cni-bin-dir", "cni-net-dir"];
     for m in main["volumeMounts"].as_sequence().expect("mounts") {
         let name = m["name"].as_str().expect("name");
