@@ -447,4 +447,20 @@ mod tests {
         assert_eq!(names.len(), 2, "no temp file left: {names:?}");
         std::fs::remove_dir_all(&d).unwrap();
     }
+
+    #[test]
+    fn a_textfile_path_that_is_a_dir_fails_and_leaves_no_temp_file() {
+        let d = std::env::temp_dir().join(format!("cp-metrics-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let path = d.join("calico.prom");
+        std::fs::create_dir_all(path.join("inside")).unwrap();
+        assert!(write_textfile(&path, "x 0\n").is_err());
+        assert!(path.join("inside").is_dir());
+        let names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["calico.prom"], "no temp file left");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
