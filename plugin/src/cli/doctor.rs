@@ -140,7 +140,7 @@ fn textfile_path(a: &mut Args) -> Result<PathBuf, String> {
 fn write_textfile(path: &Path, scan: Option<&metrics::ScanResult>) -> bool {
     let text = metrics::render(&metrics::Snapshot {
         last: scan,
-        scan_errors: u64::from(scan.is_none()),
+        scan_errors: previous_scan_errors(path) + u64::from(scan.is_none()),
         conflist_repairs: None,
     });
     match metrics::write_textfile(path, &text) {
@@ -155,6 +155,33 @@ fn write_textfile(path: &Path, scan: Option<&metrics::ScanResult>) -> bool {
             false
         }
     }
+}
+
+/// `calico_preflight_scan_errors_total` of the file the last run wrote, carried on: a counter
+/// that every run set to 0 or 1 stayed at 1 through failed runs in a row, so `rate()` and
+/// `increase()` saw no failure after the first (and a failed run drops the timestamp). Read
+/// without following a symlink, at most 64 KiB; anything unreadable counts from 0.
+fn previous_scan_errors(path: &Path) -> u64 {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return 0;
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return 0;
+    }
+    let mut text = String::new();
+    if f.take(64 << 10).read_to_string(&mut text).is_err() {
+        return 0;
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("calico_preflight_scan_errors_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// `--containerd-config` / `--crio-config`: a path, or `none` to not read it.
@@ -508,5 +535,63 @@ mod scan_args_tests {
         assert_eq!(parsed(scan_args(&o)), o);
         assert_eq!(o.crio_config.as_deref(), Some(Path::new("/f")));
         assert_eq!(o.containerd_config, None);
+    }
+}
+
+#[cfg(test)]
+mod textfile_tests {
+    use super::*;
+
+    #[test]
+    fn scan_errors_carry_on_across_runs() {
+        let d = std::env::temp_dir().join(format!("cp-textfile-carry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("calico.prom");
+        let errors = || {
+            let t = std::fs::read_to_string(&path).unwrap();
+            t.lines()
+                .find_map(|l| l.strip_prefix("calico_preflight_scan_errors_total "))
+                .map(String::from)
+        };
+        assert!(write_textfile(&path, None));
+        assert_eq!(errors().as_deref(), Some("1"));
+        assert!(write_textfile(&path, None));
+        assert_eq!(
+            errors().as_deref(),
+            Some("2"),
+            "a second failure in a row is counted"
+        );
+        let ok = metrics::ScanResult {
+            summary: crate::engine::doctor::Summary {
+                pods: 0,
+                healthy: 0,
+                with_errors: 0,
+                with_warnings_only: 0,
+                node_errors: 0,
+                node_warnings: 0,
+                by_check: Default::default(),
+            },
+            finished: std::time::SystemTime::now(),
+            duration: Duration::from_millis(1),
+        };
+        assert!(write_textfile(&path, Some(&ok)));
+        assert_eq!(
+            errors().as_deref(),
+            Some("2"),
+            "monotonic: a good run keeps it"
+        );
+        // A planted symlink is neither followed for the read nor written through.
+        let victim = d.join("victim");
+        std::fs::write(&victim, "calico_preflight_scan_errors_total 99\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(write_textfile(&path, None));
+        assert_eq!(errors().as_deref(), Some("1"));
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "calico_preflight_scan_errors_total 99\n"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
