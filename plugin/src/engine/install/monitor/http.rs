@@ -149,9 +149,15 @@ fn accept_all(listener: &TcpListener, conns: &mut Vec<Conn>) {
                     drained: 0,
                 });
             }
-            // WouldBlock: all taken. EMFILE and the like: the ones open are served, closed
-            // at their deadline, and the next poll tries again.
-            Err(_) => return,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // EMFILE and the like: the ones open are served, closed at their deadline, and a
+            // later poll tries again; the pause keeps a listener that stays readable from
+            // spinning the thread.
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(50));
+                return;
+            }
         }
     }
 }
