@@ -283,6 +283,17 @@ fn daemonset_capabilities_probes_and_metrics_port() {
         .expect("--host-root");
     assert_eq!(cmd[h + 1], "/hostfs");
 
+    // Nothing writable but the two CNI dirs: not the container's own root either (the image
+    // is one binary; neither install nor the scans write anywhere else).
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_sequence().expect("containers") {
+            assert_eq!(
+                c["securityContext"]["readOnlyRootFilesystem"], true,
+                "{list}: {:?}",
+                c["name"]
+            );
+        }
+    }
     let writable = ["cni-bin-dir", "cni-net-dir"];
     for m in main["volumeMounts"].as_sequence().expect("mounts") {
         let name = m["name"].as_str().expect("name");
@@ -290,4 +301,83 @@ fn daemonset_capabilities_probes_and_metrics_port() {
             assert_eq!(m["readOnly"], true, "{name} is only read: {m:?}");
         }
     }
+}
+
+/// A mount namespace seen as the DaemonSet's main container sees the host: the host's root
+/// rbind-mounted at a dir with HostToContainer (rslave) propagation. The sleeping process
+/// holds it; killed (and the empty mount point removed with rmdir, never recursively) on drop.
+struct ContainerView {
+    holder: std::process::Child,
+    hostfs: std::path::PathBuf,
+}
+
+impl ContainerView {
+    fn new() -> ContainerView {
+        let hostfs = std::path::PathBuf::from(format!("/run/cp-hostfs-{}", std::process::id()));
+        std::fs::create_dir_all(&hostfs).expect("mount point");
+        let holder = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "slave", "sh", "-c"])
+            .arg(format!(
+                "mount --rbind / {h} && mount --make-rslave {h} && exec sleep 300",
+                h = hostfs.display()
+            ))
+            .spawn()
+            .expect("unshare");
+        let v = ContainerView { holder, hostfs };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mounted = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                .unwrap_or_default()
+                .contains(&format!(" {} ", v.hostfs.display()))
+        };
+        while !mounted(v.holder.id()) {
+            assert!(std::time::Instant::now() < deadline, "rbind not done");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        v
+    }
+}
+
+impl Drop for ContainerView {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let _ = std::fs::remove_dir(&self.hostfs);
+    }
+}
+
+/// The scan's view in the DaemonSet (`--host-root /hostfs`, the host's root mounted there
+/// read-only with HostToContainer propagation): a pod whose namespace the runtime bind-mounts
+/// under the host's /run/netns *after* the container started is found under
+/// /hostfs/run/netns, and named by that path.
+#[test]
+fn the_containers_view_finds_pods_created_after_it_started() {
+    let view = ContainerView::new();
+    let host = Netns::new("dv-h");
+    host.sysctl("net.ipv4.ip_forward", "1");
+    let pod = Netns::new("dv-p");
+    let env = CniEnv::new("ADD", &pod.path(), "eth0");
+    wire_pod(&host, &env, serde_json::json!({"ips": ["10.244.9.1/32"]}));
+    let hostfs = view.hostfs.display().to_string();
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--mount=/proc/{}/ns/mnt", view.holder.id()))
+        .arg(format!("--net={}", host.path()))
+        .arg(bin("calico-preflight"))
+        .args([
+            "doctor",
+            "--json",
+            "--no-proc-scan",
+            "--no-probe",
+            "--host-root",
+            &hostfs,
+        ])
+        .output()
+        .expect("doctor");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let pods = report["pods"].as_array().expect("pods");
+    assert_eq!(pods.len(), 1, "{report}");
+    let want = format!("{hostfs}/run/netns/{}", pod.name);
+    assert_eq!(pods[0]["netnsPath"], want.as_str(), "{report}");
 }

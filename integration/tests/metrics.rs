@@ -132,6 +132,11 @@ impl Drop for Watch {
 /// `install --watch --metrics-addr 127.0.0.1:PORT --scan-interval 1` in the node's host
 /// namespace (nsenter execs it: killing the child kills the watch).
 fn spawn_watch(n: &Node) -> Watch {
+    spawn_watch_env(n, &[])
+}
+
+/// [`spawn_watch`] with extra environment (the debug builds' test hooks).
+fn spawn_watch_env(n: &Node, env: &[(&str, &str)]) -> Watch {
     let out = n.dir.join("watch.out");
     let err = n.dir.join("watch.err");
     let mut args = vec![
@@ -149,6 +154,7 @@ fn spawn_watch(n: &Node) -> Watch {
         .arg(format!("--net={}", n.host.path()))
         .arg(bin("calico-preflight"))
         .args(&args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"))
@@ -397,4 +403,279 @@ fn doctor_textfile_is_atomic_valid_and_does_not_follow_links() {
         "{}",
         failed.stderr
     );
+}
+
+/// Runs `f` on a thread that entered `ns` (setns changes only the calling thread's namespace).
+fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let nspath = ns.path();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(nspath).expect("open the netns");
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("the thread in the namespace panicked")
+}
+
+/// A connection to the endpoint (from a thread inside the node's namespace).
+fn connect() -> TcpStream {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], PORT));
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s
+}
+
+/// Sends `raw` on a new connection and reads until the server closes it.
+fn exchange(raw: &[u8]) -> String {
+    let mut s = connect();
+    s.write_all(raw).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A field of /proc/<pid>/status, as a number (the unit, kB, dropped).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Watch {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+    /// Still running (not exited, e.g. on a panic).
+    fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+fn wait_ready(n: &Node, w: &Watch) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&n.host, "/readyz").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "never ready\n{}", w.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// tiny_http gave every connection a thread of its own, read without any timeout, and a
+/// header line without any bound: idle connections grew threads (and memory) without end, and
+/// one long header line grew the process past the DaemonSet's memory limit.
+#[test]
+fn idle_slow_and_huge_requests_neither_block_the_endpoint_nor_grow_the_process() {
+    let n = node(&[&[]]);
+    let mut w = spawn_watch(&n);
+    wait_ready(&n, &w);
+    let pid = w.pid();
+    let threads_before = proc_status(pid, "Threads");
+
+    let (threads, metrics, first_idle) = in_ns(&n.host, move || {
+        // Idle connections, and slow ones that started a request and never finish it.
+        let mut idle: Vec<TcpStream> = (0..200).map(|_| connect()).collect();
+        for s in idle.iter_mut().take(20) {
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let threads = proc_status(pid, "Threads");
+        let metrics = exchange(b"GET /metrics HTTP/1.0\r\n\r\n");
+        // The server closes (or resets) an idle connection itself, sooner or later.
+        let mut buf = [0u8; 1];
+        let first_idle = idle[0].read(&mut buf);
+        (threads, metrics, first_idle.map_err(|e| e.kind()))
+    });
+    assert!(
+        metrics.starts_with("HTTP/1.") && metrics.contains("calico_preflight_scan_errors_total"),
+        "{metrics}\n{}",
+        w.output()
+    );
+    assert!(
+        threads <= threads_before + 4,
+        "200 connections took {threads} threads (from {threads_before})"
+    );
+    assert!(
+        matches!(first_idle, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+        "an idle connection stayed open: {first_idle:?}"
+    );
+
+    // One header line of 64 MiB: refused long before its end. (The peak before it is the
+    // install's copy of the binary, 50+ MiB in a debug build.)
+    let hwm_before = proc_status(pid, "VmHWM");
+    let refused = in_ns(&n.host, || {
+        let mut s = connect();
+        s.set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nX-Big: ");
+        let chunk = vec![b'a'; 1 << 20];
+        (0..64).any(|_| s.write_all(&chunk).is_err())
+    });
+    let hwm = proc_status(pid, "VmHWM");
+    assert!(
+        refused,
+        "the server read a 64 MiB header line (peak RSS {hwm} kB)"
+    );
+    assert!(
+        hwm < hwm_before + 16 * 1024,
+        "peak RSS {hwm} kB, from {hwm_before} kB"
+    );
+    // Slowloris alone (nothing to evict it): closed at the connection's deadline, 10 s.
+    let slow = in_ns(&n.host, || {
+        let mut s = connect();
+        let mut buf = [0u8; 64];
+        for b in b"GET /metr" {
+            let _ = s.write_all(&[*b]);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        s.read(&mut buf).map_err(|e| e.kind())
+    });
+    assert!(
+        matches!(slow, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+        "a slow request held its connection: {slow:?}"
+    );
+    assert!(w.alive(), "{}", w.output());
+    assert_eq!(get(&n.host, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(w.stop(), Some(0), "{}", w.output());
+}
+
+/// The answers to what Prometheus and probes send, and to what they do not.
+#[test]
+fn methods_paths_and_keep_alive() {
+    let n = node(&[&[]]);
+    let mut w = spawn_watch(&n);
+    wait_ready(&n, &w);
+    let (head, post, unknown, query, garbage, keepalive) = in_ns(&n.host, || {
+        let head = exchange(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let post = exchange(
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        );
+        let unknown = exchange(b"GET /nope HTTP/1.0\r\n\r\n");
+        let query = exchange(b"GET /metrics?collect[]=x HTTP/1.0\r\n\r\n");
+        let garbage = exchange(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n");
+        // HTTP/1.1 as Prometheus sends it (keep-alive): a whole answer, then either the next
+        // one on the same connection or a close the client was told about.
+        let mut s = connect();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+            .expect("send");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let complete = loop {
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: Option<usize> = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                });
+                if len.is_some_and(|l| body.len() >= l) {
+                    break Some(text);
+                }
+            }
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break None,
+                Ok(k) => raw.extend_from_slice(&buf[..k]),
+            }
+        };
+        let second = match s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") {
+            Ok(()) => {
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest);
+                String::from_utf8_lossy(&rest).into_owned()
+            }
+            Err(_) => String::new(),
+        };
+        (head, post, unknown, query, garbage, (complete, second))
+    });
+    let status = |r: &str| r.split(' ').nth(1).unwrap_or("").to_string();
+    assert_eq!(status(&head), "200", "{head}");
+    let (head_head, head_body) = head.split_once("\r\n\r\n").unwrap_or((&head, ""));
+    assert!(head_body.is_empty(), "HEAD has no body: {head}");
+    assert!(
+        head_head
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert_eq!(status(&post), "405", "{post}");
+    assert!(
+        post.to_ascii_lowercase().contains("allow: get, head"),
+        "{post}"
+    );
+    assert_eq!(status(&unknown), "404", "{unknown}");
+    assert_eq!(status(&query), "200", "{query}");
+    assert_eq!(status(&garbage), "400", "{garbage}");
+    let (complete, second) = keepalive;
+    let first = complete.expect("a whole answer to an HTTP/1.1 GET");
+    assert_eq!(status(&first), "200", "{first}");
+    let told_close = first.to_ascii_lowercase().contains("connection: close");
+    assert!(
+        told_close || second.contains(" 200 "),
+        "neither a close announced nor the second answer:\n{first}\n---\n{second}"
+    );
+    assert!(w.alive(), "{}", w.output());
+    assert_eq!(w.stop(), Some(0), "{}", w.output());
+}
+
+/// A scan that panics (a bug) is a failed scan: counted, and the next one runs. The panic hook
+/// of main.rs ended the whole process (and release builds abort on a panic anyway).
+#[test]
+fn a_scan_that_panics_is_counted_and_the_watch_keeps_going() {
+    let n = node(&[&[]]);
+    // Debug builds only: every scan panics.
+    let mut w = spawn_watch_env(&n, &[("CALICO_PREFLIGHT_TEST_SCAN_PANIC", "1")]);
+    let text = scrape_until(&n, &w, "two failed scans", 30, &|t| {
+        value(t, "calico_preflight_scan_errors_total").is_some_and(|v| v >= 2.0)
+    });
+    promtool_check(&text);
+    assert!(!text.contains("calico_preflight_findings"), "{text}");
+    assert!(w.alive(), "{}", w.output());
+    assert_eq!(get(&n.host, "/readyz").map(|r| r.0), Some(200));
+    assert!(w.output().contains("panicked"), "{}", w.output());
+    assert_eq!(w.stop(), Some(0), "{}", w.output());
+}
+
+/// A scan stuck for minutes (a pod namespace that does not answer): the conflist watch and
+/// the endpoint go on, and SIGTERM still stops everything at once (the DaemonSet's
+/// terminationGracePeriodSeconds is 5), leaving no scan behind.
+#[test]
+fn a_stuck_scan_blocks_neither_the_watch_nor_the_endpoint_nor_sigterm() {
+    let n = node(&[&[]]);
+    // Debug builds only: every scan sleeps 10 minutes before it starts.
+    let mut w = spawn_watch_env(&n, &[("CALICO_PREFLIGHT_TEST_SCAN_STALL_MS", "600000")]);
+    scrape_until(&n, &w, "the first install", 30, &|t| {
+        value(t, "calico_preflight_conflist_repairs_total") == Some(1.0)
+    });
+    let tmp = n.conf().join(".calico-rewrite");
+    std::fs::write(&tmp, n.calico_conflist()).expect("write");
+    std::fs::rename(&tmp, n.conf().join("10-calico.conflist")).expect("rename");
+    let text = scrape_until(&n, &w, "the repair during the stuck scan", 30, &|t| {
+        value(t, "calico_preflight_conflist_repairs_total") == Some(2.0)
+    });
+    promtool_check(&text);
+    assert!(!text.contains("calico_preflight_pods"), "{text}");
+    assert_eq!(get(&n.host, "/readyz").map(|r| r.0), Some(503));
+    assert_eq!(get(&n.host, "/healthz").map(|r| r.0), Some(200));
+    let pid = w.pid();
+    let started = Instant::now();
+    assert_eq!(w.stop(), Some(0), "{}", w.output());
+    // Not a timing assertion on speed: only that it did not wait for the stuck scan.
+    assert!(started.elapsed() < Duration::from_secs(5), "{}", w.output());
+    // No process of the watch's left behind (a scan in a child would be its child).
+    let conf = n.conf().display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let cmd = std::fs::read(p.join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains(&conf) && cmd.contains("calico-preflight")).then_some(cmd)
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind (watch pid {pid}): {left:?}");
 }

@@ -94,9 +94,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         return npd::main(&opts, s);
     }
     let scan = metrics::timed_scan(&opts);
-    let written = textfile
-        .as_ref()
-        .is_none_or(|path| write_textfile(path, scan.as_ref().ok()));
+    let written = textfile.as_ref().is_none_or(|path| {
+        write_textfile(path, scan.as_ref().ok().map(metrics::Scan::result).as_ref())
+    });
     let report = match scan {
         Ok(s) => s.report,
         Err(e) => {
@@ -137,10 +137,10 @@ fn textfile_path(a: &mut Args) -> Result<PathBuf, String> {
 
 /// Writes the metrics of `scan` (`None`: the scan failed: only the error counter, so that an
 /// older file's findings do not live on); false, with the reason on stderr, when it cannot.
-fn write_textfile(path: &Path, scan: Option<&metrics::Scan>) -> bool {
+fn write_textfile(path: &Path, scan: Option<&metrics::ScanResult>) -> bool {
     let text = metrics::render(&metrics::Snapshot {
         last: scan,
-        scan_errors: u64::from(scan.is_none()),
+        scan_errors: previous_scan_errors(path) + u64::from(scan.is_none()),
         conflist_repairs: None,
     });
     match metrics::write_textfile(path, &text) {
@@ -155,6 +155,33 @@ fn write_textfile(path: &Path, scan: Option<&metrics::Scan>) -> bool {
             false
         }
     }
+}
+
+/// `calico_preflight_scan_errors_total` of the file the last run wrote, carried on: a counter
+/// that every run set to 0 or 1 stayed at 1 through failed runs in a row, so `rate()` and
+/// `increase()` saw no failure after the first (and a failed run drops the timestamp). Read
+/// without following a symlink, at most 64 KiB; anything unreadable counts from 0.
+fn previous_scan_errors(path: &Path) -> u64 {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return 0;
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return 0;
+    }
+    let mut text = String::new();
+    if f.take(64 << 10).read_to_string(&mut text).is_err() {
+        return 0;
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("calico_preflight_scan_errors_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// `--containerd-config` / `--crio-config`: a path, or `none` to not read it.
@@ -243,6 +270,50 @@ impl ScanFlags {
         }
         o
     }
+}
+
+/// The doctor flags that give `o` back through [`ScanFlags`]: `install --watch` runs each
+/// scan as `doctor --json` with them in a child process (engine/install/monitor.rs). `pod`
+/// and `main_plugin` are not scan flags of the watch.
+pub fn scan_args(o: &Options) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut flag = |f: &str, v: OsString| {
+        a.push(f.into());
+        a.push(v);
+    };
+    flag("--prefix", o.prefixes.join(",").into());
+    for d in &o.netns_dirs {
+        flag("--netns-dir", d.into());
+    }
+    if !o.conf_dir.as_os_str().is_empty() {
+        flag("--cni-conf-dir", (&o.conf_dir).into());
+    }
+    for d in &o.cni_path {
+        flag("--cni-bin-dir", d.into());
+    }
+    for d in &o.search_bin_dirs {
+        flag("--search-bin-dir", d.into());
+    }
+    let config = |c: &Option<PathBuf>| c.clone().unwrap_or_else(|| NO_CONFIG.into()).into();
+    flag("--containerd-config", config(&o.containerd_config));
+    flag("--crio-config", config(&o.crio_config));
+    flag("--iptables", (&o.iptables_command).into());
+    if let Some(r) = &o.host_root {
+        flag("--host-root", r.into());
+    }
+    flag("--timeout-ms", o.timeout.as_millis().to_string().into());
+    flag("--cni-cache-dir", (&o.cni_cache_dir).into());
+    flag(
+        "--orphan-grace-seconds",
+        o.orphan_grace.as_secs().to_string().into(),
+    );
+    if !o.scan_procs {
+        a.push("--no-proc-scan".into());
+    }
+    if !o.probe {
+        a.push("--no-probe".into());
+    }
+    a
 }
 
 /// What doctor was asked to do.
@@ -411,4 +482,116 @@ pub fn render(r: &Report, prefix: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod scan_args_tests {
+    use super::*;
+
+    fn parsed(args: Vec<OsString>) -> Options {
+        match parse(args) {
+            Ok(Parsed::Run(r)) => r.opts,
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn scan_args_give_the_options_back() {
+        let defaults = Options::default();
+        assert_eq!(parsed(scan_args(&defaults)), defaults);
+        let args: Vec<OsString> = [
+            "--prefix",
+            "cali,tap",
+            "--netns-dir",
+            "/a",
+            "--netns-dir",
+            "/b",
+            "--no-proc-scan",
+            "--cni-conf-dir",
+            "/c",
+            "--cni-bin-dir",
+            "/d",
+            "--search-bin-dir",
+            "/e",
+            "--containerd-config",
+            "none",
+            "--crio-config",
+            "/f",
+            "--iptables",
+            "/g",
+            "--host-root",
+            "/hostfs",
+            "--timeout-ms",
+            "1234",
+            "--cni-cache-dir",
+            "/h",
+            "--orphan-grace-seconds",
+            "7",
+            "--no-probe",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        let o = parsed(args);
+        assert_eq!(parsed(scan_args(&o)), o);
+        assert_eq!(o.crio_config.as_deref(), Some(Path::new("/f")));
+        assert_eq!(o.containerd_config, None);
+    }
+}
+
+#[cfg(test)]
+mod textfile_tests {
+    use super::*;
+
+    #[test]
+    fn scan_errors_carry_on_across_runs() {
+        let d = std::env::temp_dir().join(format!("cp-textfile-carry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("calico.prom");
+        let errors = || {
+            let t = std::fs::read_to_string(&path).unwrap();
+            t.lines()
+                .find_map(|l| l.strip_prefix("calico_preflight_scan_errors_total "))
+                .map(String::from)
+        };
+        assert!(write_textfile(&path, None));
+        assert_eq!(errors().as_deref(), Some("1"));
+        assert!(write_textfile(&path, None));
+        assert_eq!(
+            errors().as_deref(),
+            Some("2"),
+            "a second failure in a row is counted"
+        );
+        let ok = metrics::ScanResult {
+            summary: crate::engine::doctor::Summary {
+                pods: 0,
+                healthy: 0,
+                with_errors: 0,
+                with_warnings_only: 0,
+                node_errors: 0,
+                node_warnings: 0,
+                by_check: Default::default(),
+            },
+            finished: std::time::SystemTime::now(),
+            duration: Duration::from_millis(1),
+        };
+        assert!(write_textfile(&path, Some(&ok)));
+        assert_eq!(
+            errors().as_deref(),
+            Some("2"),
+            "monotonic: a good run keeps it"
+        );
+        // A planted symlink is neither followed for the read nor written through.
+        let victim = d.join("victim");
+        std::fs::write(&victim, "calico_preflight_scan_errors_total 99\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(write_textfile(&path, None));
+        assert_eq!(errors().as_deref(), Some("1"));
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "calico_preflight_scan_errors_total 99\n"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

@@ -18,7 +18,7 @@
 //!   scan the last report's values stay, and the timestamp says how old they are.
 
 use crate::checks::{CheckId, Severity};
-use crate::engine::doctor::{self, Options, Report};
+use crate::engine::doctor::{self, Options, Report, Summary};
 use crate::inspect::InspectError;
 use std::fmt::Write as _;
 use std::io;
@@ -34,9 +34,29 @@ pub struct Scan {
     pub duration: Duration,
 }
 
+/// What the metrics take from a scan: its summary and when it was made.
+#[derive(Debug, Clone)]
+pub struct ScanResult {
+    pub summary: Summary,
+    /// When the scan finished.
+    pub finished: SystemTime,
+    pub duration: Duration,
+}
+
+impl Scan {
+    pub fn result(&self) -> ScanResult {
+        ScanResult {
+            summary: self.report.summary.clone(),
+            finished: self.finished,
+            duration: self.duration,
+        }
+    }
+}
+
 /// One doctor scan, timed.
 pub fn timed_scan(o: &Options) -> Result<Scan, InspectError> {
     let started = Instant::now();
+    test_hooks();
     let report = doctor::run(o)?;
     Ok(Scan {
         report,
@@ -45,11 +65,30 @@ pub fn timed_scan(o: &Options) -> Result<Scan, InspectError> {
     })
 }
 
+/// Test hooks, debug builds only (release builds do not read the variables): a scan that
+/// panics (`CALICO_PREFLIGHT_TEST_SCAN_PANIC`), or that is stuck for that many ms
+/// (`CALICO_PREFLIGHT_TEST_SCAN_STALL_MS`), to prove that the watch survives both.
+#[cfg(debug_assertions)]
+fn test_hooks() {
+    if std::env::var_os("CALICO_PREFLIGHT_TEST_SCAN_PANIC").is_some() {
+        panic!("CALICO_PREFLIGHT_TEST_SCAN_PANIC is set");
+    }
+    if let Some(ms) = std::env::var("CALICO_PREFLIGHT_TEST_SCAN_STALL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn test_hooks() {}
+
 /// What the exposition is rendered from.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot<'a> {
     /// The last scan that produced a report; `None`: none yet.
-    pub last: Option<&'a Scan>,
+    pub last: Option<&'a ScanResult>,
     /// Scans that failed (counter, since the process started).
     pub scan_errors: u64,
     /// Times `install --watch` put our entry back (counter); `None`: not a watch (doctor
@@ -92,7 +131,7 @@ fn secs(d: Duration) -> String {
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     if let Some(scan) = s.last {
-        let r = &scan.report;
+        let sm = &scan.summary;
         header(
             &mut out,
             "calico_preflight_findings",
@@ -100,12 +139,7 @@ pub fn render(s: &Snapshot) -> String {
             "Findings of the last scan, by check id and severity (node and pods together).",
         );
         for id in CheckId::ALL {
-            let (e, w) = r
-                .summary
-                .by_check
-                .get(id.as_str())
-                .copied()
-                .unwrap_or((0, 0));
+            let (e, w) = sm.by_check.get(id.as_str()).copied().unwrap_or((0, 0));
             for (sev, n) in [(Severity::Error, e), (Severity::Warn, w)] {
                 let _ = writeln!(
                     out,
@@ -121,7 +155,6 @@ pub fn render(s: &Snapshot) -> String {
             "gauge",
             "Pods on this node by their worst finding in the last scan: healthy, warning or error.",
         );
-        let sm = &r.summary;
         for (status, n) in [
             ("healthy", sm.healthy),
             ("warning", sm.with_warnings_only),
@@ -259,9 +292,9 @@ mod tests {
         }
     }
 
-    fn scan() -> Scan {
-        Scan {
-            report: report(),
+    fn scan() -> ScanResult {
+        ScanResult {
+            summary: report().summary,
             finished: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_250),
             duration: Duration::from_millis(125),
         }
@@ -412,6 +445,22 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "no temp file left: {names:?}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_textfile_path_that_is_a_dir_fails_and_leaves_no_temp_file() {
+        let d = std::env::temp_dir().join(format!("cp-metrics-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let path = d.join("calico.prom");
+        std::fs::create_dir_all(path.join("inside")).unwrap();
+        assert!(write_textfile(&path, "x 0\n").is_err());
+        assert!(path.join("inside").is_dir());
+        let names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["calico.prom"], "no temp file left");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
