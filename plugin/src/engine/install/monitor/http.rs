@@ -7,7 +7,8 @@
 //! closed: here at most [`MAX_CONNS`] connections are open at a time (a new one evicts the
 //! oldest, so idle ones cannot lock a scraper out), each has [`CONN_DEADLINE`] to send its
 //! request head of at most [`MAX_HEAD`] bytes and take its answer, and nothing else is read.
-//! Every answer says `Connection: close` (HTTP/1.1 allows it; Prometheus reconnects).
+//! Every answer says `Connection: close` (HTTP/1.1 allows it; Prometheus reconnects). The
+//! request head itself is parsed by httparse (hyper's parser), not by hand.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -178,8 +179,8 @@ fn step(c: &mut Conn, answer: &impl Fn(&Request) -> Answer) -> bool {
                 }
                 Err(_) => return false,
             }
-            if let Some(end) = head_end(&c.head) {
-                c.out = respond(&c.head[..end], answer);
+            if let Some(head) = parse_head(&c.head) {
+                c.out = respond(head, answer);
             } else if c.head.len() > MAX_HEAD {
                 c.out = response(
                     &Answer {
@@ -230,50 +231,64 @@ fn step(c: &mut Conn, answer: &impl Fn(&Request) -> Answer) -> bool {
     }
 }
 
-/// Where the head ends (after its blank line), CRLF or bare LF.
-fn head_end(b: &[u8]) -> Option<usize> {
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Headers a request may carry (Prometheus and the kubelet send a handful); more is a 431.
+const MAX_HEADERS: usize = 64;
+
+/// What the head says, once it is complete: `(method, target)`, or why it is refused.
+type Head = Result<(String, String), Answer>;
+
+/// The request head, parsed by httparse (hyper's parser): `None` while incomplete.
+fn parse_head(b: &[u8]) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(b) {
+        Ok(httparse::Status::Partial) => None,
+        Ok(httparse::Status::Complete(_)) => {
+            let method = req.method.unwrap_or_default().to_string();
+            let target = req.path.unwrap_or_default().to_string();
+            Some(Ok((method, target)))
+        }
+        Err(httparse::Error::TooManyHeaders) => Some(Err(Answer {
+            status: 431,
+            content_type: TEXT,
+            body: format!("more than {MAX_HEADERS} headers\n"),
+        })),
+        Err(_) => Some(Err(bad_request_answer())),
     }
 }
 
-pub const TEXT: &str = "text/plain; charset=utf-8";
-
-fn respond(head: &[u8], answer: &impl Fn(&Request) -> Answer) -> Vec<u8> {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let line = std::str::from_utf8(line)
-        .unwrap_or("")
-        .trim_end_matches('\r');
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next(), parts.next(), parts.next());
-    let (Some(method), Some(target), Some(version), None) = (method, target, version, parts.next())
-    else {
-        return bad_request();
+fn respond(head: Head, answer: &impl Fn(&Request) -> Answer) -> Vec<u8> {
+    let (method, target) = match head {
+        Ok(h) => h,
+        Err(a) => return response(&a, false),
     };
-    if !version.starts_with("HTTP/1.")
-        || method.is_empty()
+    // httparse takes any token as a method: methods are upper case (RFC 9110 9.1 registry).
+    if method.is_empty()
         || !method.bytes().all(|b| b.is_ascii_uppercase())
         || !target.starts_with('/')
     {
         return bad_request();
     }
     let path = target.split('?').next().unwrap_or("");
-    let a = answer(&Request { method, path });
+    let a = answer(&Request {
+        method: &method,
+        path,
+    });
     response(&a, method == "HEAD")
 }
 
+fn bad_request_answer() -> Answer {
+    Answer {
+        status: 400,
+        content_type: TEXT,
+        body: "bad request\n".into(),
+    }
+}
+
 fn bad_request() -> Vec<u8> {
-    response(
-        &Answer {
-            status: 400,
-            content_type: TEXT,
-            body: "bad request\n".into(),
-        },
-        false,
-    )
+    response(&bad_request_answer(), false)
 }
 
 fn reason(status: u16) -> &'static str {
@@ -323,17 +338,19 @@ mod tests {
         String::from_utf8(b).unwrap()
     }
 
+    /// A complete head, answered.
+    fn answer_to(head: &[u8]) -> Vec<u8> {
+        respond(parse_head(head).expect("a complete head"), &ok)
+    }
+
     #[test]
     fn answers_the_request_line_and_closes() {
-        let r = text(respond(
-            b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n",
-            &ok,
-        ));
+        let r = text(answer_to(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"));
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
         assert!(r.contains("Connection: close\r\n"), "{r}");
         assert!(r.contains("Content-Length: 13\r\n"), "{r}");
         assert!(r.ends_with("\r\n\r\nGET /metrics\n"), "{r}");
-        let h = text(respond(b"HEAD /metrics HTTP/1.0\n\n", &ok));
+        let h = text(answer_to(b"HEAD /metrics HTTP/1.0\n\n"));
         assert!(
             h.starts_with("HTTP/1.1 200 OK\r\n") && h.ends_with("\r\n\r\n"),
             "{h}"
@@ -346,17 +363,17 @@ mod tests {
             b"GET /metrics SPDY/3\r\n\r\n",
             b"\xff\xfe /x HTTP/1.1\r\n\r\n",
         ] {
-            assert!(
-                text(respond(bad, &ok)).starts_with("HTTP/1.1 400 "),
-                "{bad:?}"
-            );
+            assert!(text(answer_to(bad)).starts_with("HTTP/1.1 400 "), "{bad:?}");
         }
     }
 
     #[test]
-    fn head_end_with_crlf_or_lf() {
-        assert_eq!(head_end(b"GET / HTTP/1.0\r\n\r\nbody"), Some(18));
-        assert_eq!(head_end(b"GET / HTTP/1.0\n\n"), Some(16));
-        assert_eq!(head_end(b"GET / HTTP/1.0\r\nHost: x\r\n"), None);
+    fn a_head_is_complete_after_its_blank_line_crlf_or_lf() {
+        assert!(parse_head(b"GET / HTTP/1.0\r\n\r\nbody").is_some());
+        assert!(parse_head(b"GET / HTTP/1.0\n\n").is_some());
+        assert!(parse_head(b"GET / HTTP/1.0\r\nHost: x\r\n").is_none());
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: y\r\n")).collect();
+        let r = answer_to(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes());
+        assert!(text(r).starts_with("HTTP/1.1 431 "));
     }
 }
