@@ -41,9 +41,10 @@ Options (each value as `--flag VALUE` or `--flag=VALUE`):
                             replaces the hostRoot of calico-preflight's installed entry
   --timeout-ms MS           bound on the kernel queries of each pod (default 2000)
   --cni-cache-dir DIR       libcni's cache dir, whose results/<network>-<container>-<ifname>
-                            entries name each pod namespace/name (default /var/lib/cni, read
-                            under --host-root, with dockershim's and cri-dockerd's
-                            /var/lib/cni/cache; containerd, CRI-O and podman write it)
+                            entries name each pod namespace/name (DIR/results and, for
+                            dockershim and cri-dockerd, DIR/cache/results; default
+                            /var/lib/cni, read under --host-root; containerd, CRI-O and
+                            podman write it)
   --orphan-grace-seconds N  orphan-veth leaves pod namespaces younger than N seconds alone
                             (default 120: libcni writes a pod's cache entry only once the
                             whole chain's ADD is done, so a pod being wired has none yet)

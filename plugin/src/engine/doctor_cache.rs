@@ -26,17 +26,18 @@ pub struct CacheView {
     by_sandbox: HashMap<(u64, u64), Vec<usize>>,
 }
 
-/// The results dirs to read: `<dir>/results`; at the default dir (read under --host-root),
-/// also `<dir>/cache/results`, where dockershim and cri-dockerd keep theirs (kubelet's and
-/// cri-dockerd's `--cni-cache-dir` default /var/lib/cni/cache).
+/// The results dirs to read: `<dir>/results` and `<dir>/cache/results`, where dockershim and
+/// cri-dockerd keep theirs (kubelet's and cri-dockerd's `--cni-cache-dir` default
+/// /var/lib/cni/cache). The default dir is the host's, read under --host-root; a dir given as a
+/// flag is used as given (the DaemonSet mounts the host's at the same path).
 pub fn results_dirs(o: &Options) -> Vec<PathBuf> {
-    if o.cni_cache_dir == Path::new(DEFAULT_CNI_CACHE_DIR) {
+    let d = if o.cni_cache_dir == Path::new(DEFAULT_CNI_CACHE_DIR) {
         let root = o.host_root.clone().unwrap_or_else(|| PathBuf::from("/"));
-        let d = resolve_under(&root, &o.cni_cache_dir);
-        vec![d.join("results"), d.join("cache").join("results")]
+        resolve_under(&root, &o.cni_cache_dir)
     } else {
-        vec![o.cni_cache_dir.join("results")]
-    }
+        o.cni_cache_dir.clone()
+    };
+    vec![d.join("results"), d.join("cache").join("results")]
 }
 
 impl CacheView {
@@ -299,6 +300,12 @@ mod tests {
         );
         // A dir given as a flag is used as given.
         o.cni_cache_dir = "/srv/cni".into();
-        assert_eq!(results_dirs(&o), [PathBuf::from("/srv/cni/results")]);
+        assert_eq!(
+            results_dirs(&o),
+            [
+                PathBuf::from("/srv/cni/results"),
+                PathBuf::from("/srv/cni/cache/results")
+            ]
+        );
     }
 }
