@@ -165,15 +165,8 @@ impl CacheView {
         // libcni writes the entry only once the whole chain's ADD succeeded: a pod being wired
         // now has none yet. Its namespace's inode was made when the runtime bind-mounted it
         // (nsfs sets its times then), so a young one is left alone.
-        let young = std::fs::metadata(&ns.path)
-            .ok()
-            .and_then(|m| {
-                use std::os::unix::fs::MetadataExt;
-                let made = std::time::UNIX_EPOCH
-                    + std::time::Duration::from_secs(u64::try_from(m.ctime()).ok()?);
-                std::time::SystemTime::now().duration_since(made).ok()
-            })
-            .is_none_or(|age| age < self.orphan_grace);
+        let young =
+            crate::inspect::scan::netns_age(&ns.path).is_none_or(|age| age < self.orphan_grace);
         if young {
             return vec![];
         }

@@ -89,6 +89,16 @@ fn may_be_netns(path: &Path) -> Option<std::fs::Metadata> {
     std::fs::metadata(path).ok().filter(|m| m.is_file())
 }
 
+/// How long ago the namespace at `path` was made, as its nsfs inode tells (its times are set
+/// when the inode is made: when the runtime bind-mounts the namespace, or first opens it).
+/// `None` when it cannot be told (then callers take it as young). stat opens nothing.
+pub fn netns_age(path: &str) -> Option<std::time::Duration> {
+    let m = std::fs::metadata(path).ok()?;
+    let made =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(m.ctime()).ok()?);
+    std::time::SystemTime::now().duration_since(made).ok()
+}
+
 /// Namespace id (as seen from the calling thread's namespace) -> namespace, for those that have one.
 pub fn by_nsid(
     nl: &mut Netlink,
