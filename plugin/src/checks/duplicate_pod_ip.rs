@@ -62,6 +62,7 @@ mod tests {
             netns_label: Some(format!("cni-{ns}")),
             netns_path: Some(format!("/run/netns/cni-{ns}")),
             ips: ips.map(|v| v.iter().map(|s| s.parse().expect("ip")).collect()),
+            ns_ips: None,
         }
     }
 

@@ -61,6 +61,7 @@ fn host_ends(listed: &[Listed], pods: &[PodReport]) -> (Vec<HostEnd>, Vec<usize>
             netns_label: p.pod.clone(),
             netns_path: p.netns_path.clone(),
             ips,
+            ns_ips: None,
         });
         slot.push(i);
     }
@@ -144,7 +145,9 @@ pub fn run(
         timeout,
     );
     for ((i, _, _), ips) in again.iter().zip(reread) {
-        ends[*i].ips = ips;
+        let (own, all) = ips.unzip();
+        ends[*i].ips = own;
+        ends[*i].ns_ips = all;
     }
     nl.set_deadline(Deadline::after(timeout));
     let routes = if stale {
