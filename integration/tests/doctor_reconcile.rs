@@ -296,6 +296,22 @@ fn a_kubevirt_vm_in_bridge_binding_is_not_a_stale_route() {
     }
 }
 
+/// keepalived (or any VIP a pod adds itself) in two pods holding the same address: no host
+/// route leads to it, so it is not an address IPAM gave twice: a warning, not an error.
+#[test]
+fn a_vip_two_pods_add_themselves_only_warns() {
+    let n = node(&[&["10.244.9.1/32"], &["10.244.9.2/32"]]);
+    for p in &n.pods {
+        p.ip(&["addr", "add", "10.244.9.100/32", "dev", "eth0"]);
+    }
+    let (r, _) = doctor(&n);
+    for i in [0, 1] {
+        assert_eq!(severities(&r, &n, i, "duplicate-pod-ip"), ["warn"], "{r:#}");
+        let f = &findings_of(&r, &n, i, "duplicate-pod-ip")[0];
+        assert!(text(f, "remedy").contains("VIP"), "{f:#}");
+    }
+}
+
 /// A service IP bound to a pod's lo (and lo's own 127.0.0.1, ::1) is not the pod's IP.
 #[test]
 fn addresses_on_a_pods_lo_are_not_duplicates() {

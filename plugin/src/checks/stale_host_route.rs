@@ -54,7 +54,7 @@ fn full_len(ip: IpAddr) -> u8 {
 }
 
 /// Routes whose destination is one host (a pod IP's route), by that IP.
-fn is_host_route(r: &Route) -> Option<IpAddr> {
+pub(crate) fn is_host_route(r: &Route) -> Option<IpAddr> {
     let ip = r.dst?.ip();
     let judged = r.unicast
         && !r.local

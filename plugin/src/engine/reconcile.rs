@@ -99,9 +99,10 @@ pub fn run(
     if ends.is_empty() {
         return Ok(()); // no pod: nothing to compare (routes on other links are not judged)
     }
-    // The routes matter only to stale-host-route.
+    // The routes: stale-host-route's, and duplicate-pod-ip's to tell an IP Calico routes to a
+    // pod from a VIP pods add themselves.
     nl.set_deadline(Deadline::after(timeout));
-    let routes = if stale {
+    let routes = if stale || dup {
         reconcile::main_routes(nl)?
     } else {
         vec![]
@@ -150,7 +151,7 @@ pub fn run(
         ends[*i].ns_ips = all;
     }
     nl.set_deadline(Deadline::after(timeout));
-    let routes = if stale {
+    let routes = if stale || dup {
         reconcile::main_routes(nl)?
     } else {
         vec![]
