@@ -42,8 +42,11 @@ impl Listed {
 fn host_ends(listed: &[Listed], pods: &[PodReport]) -> (Vec<HostEnd>, Vec<usize>) {
     let mut ends = Vec::with_capacity(pods.len());
     let mut slot = Vec::with_capacity(pods.len());
+    // By name: a lookup per pod, so the cost stays linear in pods.
+    let by_name: std::collections::HashMap<&str, &Listed> =
+        listed.iter().map(|l| (l.name.as_str(), l)).collect();
     for (i, p) in pods.iter().enumerate() {
-        let Some(l) = listed.iter().find(|l| l.name == p.host_veth) else {
+        let Some(l) = by_name.get(p.host_veth.as_str()) else {
             continue;
         };
         // Known only when the pod's interface was read (doctor sets `interface` then).
