@@ -242,3 +242,181 @@ fn two_pods_with_the_same_ip() {
     }
     assert_eq!(r["summary"]["byCheck"]["duplicate-pod-ip"], json!([2, 0]));
 }
+
+/// The severities of check `check`'s findings on pod `i`.
+fn severities(r: &Value, n: &Node, i: usize, check: &str) -> Vec<String> {
+    findings_of(r, n, i, check)
+        .iter()
+        .map(|f| text(f, "severity"))
+        .collect()
+}
+
+/// KubeVirt's bridge binding (pkg/network/.../bridge.go `preparePodNetworkInterface`): the
+/// pod's IP is deleted from its interface, which is renamed `eth0-nic` and enslaved to the
+/// bridge `k6t-eth0`, and a dummy `eth0` takes the IP (`switchPodInterfaceWithDummy`); the VM
+/// uses it. Calico supports exactly this binding for KubeVirt: its host route is the VM's.
+fn kubevirt_bridge_binding(pod: &Netns, ip: &str, dummy: bool) {
+    pod.ip(&["link", "set", "eth0", "down"]);
+    pod.ip(&["addr", "del", ip, "dev", "eth0"]);
+    pod.ip(&["link", "set", "eth0", "name", "eth0-nic"]);
+    pod.ip(&["link", "add", "k6t-eth0", "type", "bridge"]);
+    pod.ip(&["link", "set", "eth0-nic", "master", "k6t-eth0", "up"]);
+    pod.ip(&["link", "set", "k6t-eth0", "up"]);
+    if dummy {
+        // A bridge stands in for the dummy (these test kernels have no dummy module): a link
+        // of the pod's namespace other than the host end's peer.
+        pod.ip(&["link", "add", "eth0", "type", "bridge"]);
+        pod.ip(&["addr", "add", ip, "dev", "eth0"]);
+        pod.ip(&["link", "set", "eth0", "up"]);
+    }
+}
+
+#[test]
+fn a_kubevirt_vm_in_bridge_binding_is_not_a_stale_route() {
+    let n = node(&[&["10.244.9.1/32"], &["10.244.9.2/32"]]);
+    // The IP on the pod's dummy eth0: the pod holds it, in its namespace.
+    kubevirt_bridge_binding(&n.pods[0], "10.244.9.1/32", true);
+    // The IP in the VM only (no dummy): the pod's interface holds no IP at all.
+    kubevirt_bridge_binding(&n.pods[1], "10.244.9.2/32", false);
+    let (r, _) = doctor(&n);
+    assert_eq!(
+        severities(&r, &n, 0, "stale-host-route"),
+        Vec::<String>::new(),
+        "the IP is on the pod's dummy: {r:#}"
+    );
+    assert!(
+        !severities(&r, &n, 1, "stale-host-route").contains(&"error".to_string()),
+        "a pod whose interface holds no IP cannot be judged: {r:#}"
+    );
+    for i in [0, 1] {
+        assert!(
+            findings_of(&r, &n, i, "duplicate-pod-ip").is_empty(),
+            "{r:#}"
+        );
+    }
+}
+
+/// keepalived (or any VIP a pod adds itself) in two pods holding the same address: no host
+/// route leads to it, so it is not an address IPAM gave twice: a warning, not an error.
+#[test]
+fn a_vip_two_pods_add_themselves_only_warns() {
+    let n = node(&[&["10.244.9.1/32"], &["10.244.9.2/32"]]);
+    for p in &n.pods {
+        p.ip(&["addr", "add", "10.244.9.100/32", "dev", "eth0"]);
+    }
+    let (r, _) = doctor(&n);
+    for i in [0, 1] {
+        assert_eq!(severities(&r, &n, i, "duplicate-pod-ip"), ["warn"], "{r:#}");
+        let f = &findings_of(&r, &n, i, "duplicate-pod-ip")[0];
+        assert!(text(f, "remedy").contains("VIP"), "{f:#}");
+    }
+}
+
+/// A service IP bound to a pod's lo (and lo's own 127.0.0.1, ::1) is not the pod's IP.
+#[test]
+fn addresses_on_a_pods_lo_are_not_duplicates() {
+    let n = node(&[&["10.244.9.1/32"], &["10.244.9.2/32"]]);
+    for p in &n.pods {
+        p.ip(&["addr", "add", "10.96.0.10/32", "dev", "lo"]);
+    }
+    let (r, _) = doctor(&n);
+    for i in [0, 1] {
+        assert!(
+            findings_of(&r, &n, i, "duplicate-pod-ip").is_empty(),
+            "{r:#}"
+        );
+    }
+}
+
+/// A pod with two Calico interfaces (a second Calico network via Multus): one pod, its routes
+/// on both links are its own.
+#[test]
+fn two_calico_interfaces_of_one_pod() {
+    let n = node(&[&["10.244.9.1/32", "fd00:10::1/128"]]);
+    let env = CniEnv::new("ADD", &n.pods[0].path(), "net1");
+    wire_pod(
+        &n.host,
+        &env,
+        // The pod's routes stay on eth0 (the kernel refuses a second 169.254.1.1/32).
+        json!({"ips": ["10.244.10.1/32", "fd00:11::1/128"], "hostVeth": "calimultus1",
+               "break": ["no-gateway-route", "no-default-route6"]}),
+    );
+    let (r, _) = doctor(&n);
+    let all: Vec<&Value> = r["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["findings"].as_array().into_iter().flatten())
+        .filter(|f| f["check"] == "stale-host-route" || f["check"] == "duplicate-pod-ip")
+        .collect();
+    assert!(all.is_empty(), "{r:#}");
+}
+
+/// A route to an IP no pod holds on a node with Felix's floating IPs in use (a DNAT in
+/// cali-fip-dnat): Felix routes a workload's floating IP to its link, so only a warning, in
+/// each dataplane Felix programs the chain in.
+#[test]
+fn a_floating_ip_only_warns_in_every_dataplane() {
+    for dataplane in ["nftables", "iptables-legacy", "iptables-nft"] {
+        let n = node(&[&["10.244.9.1/32"]]);
+        n.host.ip(&[
+            "route",
+            "add",
+            "192.0.2.10/32",
+            "dev",
+            &n.veths[0],
+            "scope",
+            "link",
+        ]);
+        // Without floating IPs: an error.
+        let (r, _) = doctor(&n);
+        assert_eq!(
+            severities(&r, &n, 0, "stale-host-route"),
+            ["error"],
+            "{dataplane}: {r:#}"
+        );
+        match dataplane {
+            "nftables" => {
+                let mut child = std::process::Command::new("nsenter")
+                    .arg(format!("--net={}", n.host.path()))
+                    .args(["nft", "-f", "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("nft");
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(
+                        b"table ip calico {\n chain cali-fip-dnat {\n  ip daddr 192.0.2.10 dnat to 10.244.9.1\n }\n chain nat-PREROUTING {\n  type nat hook prerouting priority dstnat; policy accept;\n  jump cali-fip-dnat\n }\n}\n",
+                    )
+                    .expect("nft stdin");
+                assert!(child.wait().expect("nft").success());
+            }
+            tool => {
+                let ipt = tool;
+                n.host.run(&[ipt, "-t", "nat", "-N", "cali-fip-dnat"]);
+                n.host.run(&[
+                    ipt,
+                    "-t",
+                    "nat",
+                    "-A",
+                    "cali-fip-dnat",
+                    "-d",
+                    "192.0.2.10/32",
+                    "-j",
+                    "DNAT",
+                    "--to-destination",
+                    "10.244.9.1",
+                ]);
+            }
+        }
+        let (r, _) = doctor(&n);
+        assert_eq!(
+            severities(&r, &n, 0, "stale-host-route"),
+            ["warn"],
+            "{dataplane}: {r:#}"
+        );
+    }
+}

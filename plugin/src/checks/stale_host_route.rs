@@ -20,7 +20,12 @@
 //!
 //! Where it cannot be sure, it warns: the pod behind the link was not found or not read, or
 //! the IP is held by no pod and this node has floating IPs (Felix routes a workload's floating
-//! IPs to its link; `calculateRoutes` adds `natInfo.ExtIp`).
+//! IPs to its link; `calculateRoutes` adds `natInfo.ExtIp`), or the pod holds no IP at all.
+//! The latter is a KubeVirt VM's pod in bridge binding, the one binding Calico supports for
+//! VMs: KubeVirt deletes the IP from the pod's interface and gives it to the VM, in some
+//! versions keeping it on a dummy `eth0` in the pod (kubevirt pkg/network,
+//! `switchPodInterfaceWithDummy`). An IP on any link of the pod's namespace is the pod's (the
+//! re-check reads them all, so a healthy node pays nothing).
 
 use super::{describe_route, CheckId, Finding, Severity};
 use crate::inspect::reconcile::{FloatingIps, HostEnd, ReconcileFacts};
@@ -49,7 +54,7 @@ fn full_len(ip: IpAddr) -> u8 {
 }
 
 /// Routes whose destination is one host (a pod IP's route), by that IP.
-fn is_host_route(r: &Route) -> Option<IpAddr> {
+pub(crate) fn is_host_route(r: &Route) -> Option<IpAddr> {
     let ip = r.dst?.ip();
     let judged = r.unicast
         && !r.local
@@ -100,8 +105,9 @@ pub fn check(f: &ReconcileFacts) -> Vec<Placed> {
             }
             let owner = &f.ends[at];
             let holding: Vec<usize> = holders.get(&ip).cloned().unwrap_or_default();
-            // The pod behind the link holds it (on this or another of its interfaces).
-            if owner.holds(ip) || holding.iter().any(|h| f.ends[*h].same_pod(owner)) {
+            // The pod behind the link holds it (on this or another of its interfaces, or on
+            // another link of its namespace: KubeVirt's bridge binding moves it to a dummy).
+            if owner.holds_in_netns(ip) || holding.iter().any(|h| f.ends[*h].same_pod(owner)) {
                 continue;
             }
             let shown = describe_route(r, name_of);
@@ -216,6 +222,13 @@ fn finding(
             "only a warning: the pod behind {link} is unknown (see its host-veth, pod-netns or \
              orphan-veth finding); if the link is orphaned its routes are stale too: "
         ))
+    } else if held_by.is_empty() && owner.holds_none() {
+        Some(format!(
+            "only a warning: {} holds no IP at all, as the pod of a KubeVirt VM in bridge \
+             binding does (the VM holds its IP; Calico routes it to the pod's link); if {link} \
+             is no such pod's, ",
+            owner.label()
+        ))
     } else if held_by.is_empty() {
         match f.floating_ips {
             FloatingIps::None => None,
@@ -268,6 +281,7 @@ mod tests {
             netns_label: Some(format!("cni-{ns}")),
             netns_path: Some(format!("/run/netns/cni-{ns}")),
             ips: ips.map(|v| v.iter().map(|s| s.parse().expect("ip")).collect()),
+            ns_ips: None,
         }
     }
 
@@ -415,6 +429,26 @@ mod tests {
         f.ends.push(second);
         f.routes.push(route(Some("10.244.1.9/32"), None, 10, true));
         assert!(check(&f).is_empty());
+    }
+
+    #[test]
+    fn a_kubevirt_pod_in_bridge_binding() {
+        // The IP moved off the pod's interface onto another link of its namespace: its own.
+        let mut f = healthy();
+        f.ends[1].ips = Some(vec![]);
+        assert_eq!(check(&f).len(), 1, "before the re-check: looked at again");
+        f.ends[1].ns_ips = Some(vec!["10.244.1.6".parse().expect("ip")]);
+        assert!(check(&f).is_empty());
+        // Held by nothing in the pod's namespace (the VM holds it): only a warning.
+        f.ends[1].ns_ips = Some(vec![]);
+        let out = check(&f);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.severity, Severity::Warn);
+        assert!(out[0].1.remedy.contains("KubeVirt"), "{}", out[0].1.remedy);
+        // A pod holding another IP is judged as before.
+        f.ends[1].ips = Some(vec!["10.244.1.60".parse().expect("ip")]);
+        f.ends[1].ns_ips = f.ends[1].ips.clone();
+        assert_eq!(check(&f)[0].1.severity, Severity::Error);
     }
 
     #[test]

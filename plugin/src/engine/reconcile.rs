@@ -42,8 +42,11 @@ impl Listed {
 fn host_ends(listed: &[Listed], pods: &[PodReport]) -> (Vec<HostEnd>, Vec<usize>) {
     let mut ends = Vec::with_capacity(pods.len());
     let mut slot = Vec::with_capacity(pods.len());
+    // By name: a lookup per pod, so the cost stays linear in pods.
+    let by_name: std::collections::HashMap<&str, &Listed> =
+        listed.iter().map(|l| (l.name.as_str(), l)).collect();
     for (i, p) in pods.iter().enumerate() {
-        let Some(l) = listed.iter().find(|l| l.name == p.host_veth) else {
+        let Some(l) = by_name.get(p.host_veth.as_str()) else {
             continue;
         };
         // Known only when the pod's interface was read (doctor sets `interface` then).
@@ -61,6 +64,7 @@ fn host_ends(listed: &[Listed], pods: &[PodReport]) -> (Vec<HostEnd>, Vec<usize>
             netns_label: p.pod.clone(),
             netns_path: p.netns_path.clone(),
             ips,
+            ns_ips: None,
         });
         slot.push(i);
     }
@@ -98,9 +102,10 @@ pub fn run(
     if ends.is_empty() {
         return Ok(()); // no pod: nothing to compare (routes on other links are not judged)
     }
-    // The routes matter only to stale-host-route.
+    // The routes: stale-host-route's, and duplicate-pod-ip's to tell an IP Calico routes to a
+    // pod from a VIP pods add themselves.
     nl.set_deadline(Deadline::after(timeout));
-    let routes = if stale {
+    let routes = if stale || dup {
         reconcile::main_routes(nl)?
     } else {
         vec![]
@@ -144,10 +149,12 @@ pub fn run(
         timeout,
     );
     for ((i, _, _), ips) in again.iter().zip(reread) {
-        ends[*i].ips = ips;
+        let (own, all) = ips.unzip();
+        ends[*i].ips = own;
+        ends[*i].ns_ips = all;
     }
     nl.set_deadline(Deadline::after(timeout));
-    let routes = if stale {
+    let routes = if stale || dup {
         reconcile::main_routes(nl)?
     } else {
         vec![]

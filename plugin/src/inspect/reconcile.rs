@@ -26,6 +26,11 @@ pub struct HostEnd {
     /// The pod's IPs on its interface (neither link-local nor loopback); `None` when unknown:
     /// its namespace was not found or not read, or it has no interface at the peer's index.
     pub ips: Option<Vec<IpAddr>>,
+    /// Every address of the pod's namespace, on any of its links (neither link-local nor
+    /// loopback), read in the re-check only (`None` before): KubeVirt's bridge binding moves the
+    /// pod's IP off the interface Calico wired onto a dummy `eth0` (kubevirt pkg/network,
+    /// `switchPodInterfaceWithDummy`), and the route to it is the VM's, not a stale one.
+    pub ns_ips: Option<Vec<IpAddr>>,
 }
 
 impl HostEnd {
@@ -38,6 +43,16 @@ impl HostEnd {
     }
     pub fn holds(&self, ip: IpAddr) -> bool {
         self.ips.as_ref().is_some_and(|v| v.contains(&ip))
+    }
+    /// Whether the pod holds `ip` on any of its namespace's links (known after the re-check).
+    pub fn holds_in_netns(&self, ip: IpAddr) -> bool {
+        self.holds(ip) || self.ns_ips.as_ref().is_some_and(|v| v.contains(&ip))
+    }
+    /// Whether the pod's interface is known to hold no IP, nor any other link of its namespace
+    /// (read in the re-check): a KubeVirt VM's pod in bridge binding, whose VM holds the IP.
+    pub fn holds_none(&self) -> bool {
+        self.ips.as_ref().is_some_and(|v| v.is_empty())
+            && self.ns_ips.as_ref().is_some_and(|v| v.is_empty())
     }
     /// Whether `other` is the same pod (another interface of the same namespace).
     pub fn same_pod(&self, other: &HostEnd) -> bool {
@@ -80,9 +95,13 @@ pub fn main_routes(nl: &mut Netlink) -> Result<Vec<Route>, InspectError> {
     nl.main_routes()
 }
 
-/// The IPs of the interface at index `peer` in each namespace, read again (a re-check of the
-/// few pods a finding is about): `None` where it could not be read or the interface is gone.
-pub fn reread_ips(pods: Vec<(String, u32)>, per_pod: Duration) -> Vec<Option<Vec<IpAddr>>> {
+/// The IPs of one pod, read again: its interface's, and its whole namespace's.
+pub type Reread = Option<(Vec<IpAddr>, Vec<IpAddr>)>;
+
+/// The IPs of the interface at index `peer` in each namespace, and of every link there, read
+/// again (a re-check of the few pods a finding is about; one address dump per pod): `None`
+/// where it could not be read or the interface is gone.
+pub fn reread_ips(pods: Vec<(String, u32)>, per_pod: Duration) -> Vec<Reread> {
     let peers: Vec<u32> = pods.iter().map(|(_, p)| *p).collect();
     let paths = pods.into_iter().map(|(p, _)| p).collect();
     super::netns::in_each_netns(paths, per_pod, move |i, deadline| {
@@ -90,7 +109,13 @@ pub fn reread_ips(pods: Vec<(String, u32)>, per_pod: Duration) -> Vec<Option<Vec
         let Some(link) = nl.link_by_index(peers[i])? else {
             return Ok(None);
         };
-        Ok(Some(pod_ips(&nl.addresses(Some(link.index))?)))
+        let all = nl.addresses(None)?;
+        let own: Vec<Addr> = all
+            .iter()
+            .filter(|a| a.index == link.index)
+            .cloned()
+            .collect();
+        Ok(Some((pod_ips(&own), pod_ips(&all))))
     })
     .into_iter()
     .map(|r| r.ok().and_then(|r| r.ok()).flatten())
