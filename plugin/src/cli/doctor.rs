@@ -564,15 +564,7 @@ mod textfile_tests {
             "a second failure in a row is counted"
         );
         let ok = metrics::ScanResult {
-            summary: crate::engine::doctor::Summary {
-                pods: 0,
-                healthy: 0,
-                with_errors: 0,
-                with_warnings_only: 0,
-                node_errors: 0,
-                node_warnings: 0,
-                by_check: Default::default(),
-            },
+            summary: crate::engine::doctor::Summary::default(),
             finished: std::time::SystemTime::now(),
             duration: Duration::from_millis(1),
         };

@@ -120,11 +120,7 @@ impl PodReport {
     }
     /// `namespace/name` when libcni's cache names the pod.
     pub fn k8s_name(&self) -> Option<String> {
-        match (&self.k8s_namespace, &self.k8s_pod) {
-            (Some(ns), Some(name)) => Some(format!("{ns}/{name}")),
-            (None, Some(name)) => Some(name.clone()),
-            _ => None,
-        }
+        inspect::cni_cache::k8s_name(self.k8s_namespace.as_deref(), self.k8s_pod.as_deref())
     }
     /// How a person names the pod: `namespace/name`, else its namespace's bind-mount name.
     pub fn display_name(&self) -> String {
@@ -138,7 +134,7 @@ impl PodReport {
     }
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub pods: usize,

@@ -52,14 +52,19 @@ pub struct CacheEntry {
     pub result_has_routes: Option<bool>,
 }
 
+/// `namespace/name` (the name alone without a namespace), as kubectl names a pod.
+pub fn k8s_name(namespace: Option<&str>, name: Option<&str>) -> Option<String> {
+    match (namespace, name) {
+        (Some(ns), Some(n)) => Some(format!("{ns}/{n}")),
+        (None, Some(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 impl CacheEntry {
     /// `namespace/name` from `cniArgs`, when the runtime passed them.
     pub fn k8s_name(&self) -> Option<String> {
-        match (&self.k8s_namespace, &self.k8s_pod) {
-            (Some(ns), Some(n)) => Some(format!("{ns}/{n}")),
-            (None, Some(n)) => Some(n.clone()),
-            _ => None,
-        }
+        k8s_name(self.k8s_namespace.as_deref(), self.k8s_pod.as_deref())
     }
     /// How a person names the entry's pod in a message.
     pub fn describe(&self) -> String {
