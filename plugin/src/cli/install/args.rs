@@ -35,9 +35,10 @@ Usage: calico-preflight install [options]
   --watch                   after installing, keep our entry in place when Calico's installer
                             rewrites its conflist; runs until SIGTERM or SIGINT
   --interval SECONDS        how often --watch looks at the conf dir (default 2)
-  --metrics-addr IP:PORT    with --watch: also check the node like `doctor` every
+  --metrics-addr HOST:PORT  with --watch: also check the node like `doctor` every
                             --scan-interval and serve the result as Prometheus metrics on
-                            http://IP:PORT/metrics, with /healthz (200 while serving, for a
+                            http://HOST:PORT/metrics (HOST: an IP address, localhost, or
+                            empty for every IPv4 address), with /healthz (200 while serving, for a
                             liveness probe: a broken node does not fail it) and /readyz (200
                             once the first scan finished); off unless given
   --scan-interval SECONDS   time between the starts of two scans (default 60); scans never
@@ -201,10 +202,26 @@ fn scan_options(scan: ScanFlags, c: &Common) -> crate::engine::doctor::Options {
 
 /// `--metrics-addr IP:PORT`: an address literal ([::]:9276 for IPv6), so that starting needs
 /// no name lookup; port 0 lets the kernel pick one (printed at start).
+/// `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT`, or `:PORT` (every IPv4 address, as Go
+/// exporters read it). No other names: resolving one would need DNS (unbounded, and NSS in a
+/// static binary) at every start of the DaemonSet's container.
 fn metrics_addr(v: &str) -> Result<SocketAddr, String> {
-    v.parse().map_err(|_| {
-        format!("--metrics-addr must be IP:PORT, e.g. 0.0.0.0:9276 or [::]:9276, found {v:?}")
-    })
+    if let Ok(a) = v.parse() {
+        return Ok(a);
+    }
+    let host_port = v
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)));
+    match host_port {
+        Some(("", port)) => Ok(SocketAddr::from(([0, 0, 0, 0], port))),
+        Some((h, port)) if h.eq_ignore_ascii_case("localhost") => {
+            Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+        }
+        _ => Err(format!(
+            "--metrics-addr must be HOST:PORT with an IP address, localhost or nothing as HOST, \
+             e.g. 0.0.0.0:9276, [::]:9276, localhost:9276 or :9276, found {v:?}"
+        )),
+    }
 }
 
 pub fn parse_uninstall(args: Vec<OsString>) -> Result<Parsed<UninstallOpts>, String> {
@@ -254,6 +271,25 @@ fn interval(flag: &str, v: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_addr_takes_ips_localhost_and_an_empty_host() {
+        let a = |v: &str| metrics_addr(v).map(|a| a.to_string());
+        assert_eq!(a("0.0.0.0:9276").as_deref(), Ok("0.0.0.0:9276"));
+        assert_eq!(a("[::]:9276").as_deref(), Ok("[::]:9276"));
+        assert_eq!(a("localhost:9276").as_deref(), Ok("127.0.0.1:9276"));
+        assert_eq!(a(":9276").as_deref(), Ok("0.0.0.0:9276"));
+        for bad in [
+            "example.com:9276",
+            "9276",
+            "localhost",
+            "0.0.0.0:70000",
+            ":",
+            "",
+        ] {
+            assert!(a(bad).is_err(), "{bad}");
+        }
+    }
 
     use std::path::PathBuf;
 
