@@ -679,3 +679,57 @@ fn a_stuck_scan_blocks_neither_the_watch_nor_the_endpoint_nor_sigterm() {
         .collect();
     assert!(left.is_empty(), "left behind (watch pid {pid}): {left:?}");
 }
+
+/// `--scan-interval` without `--metrics-addr`: the watch scans and logs the node's state when
+/// it changes (kubectl logs), and serves nothing.
+#[test]
+fn scans_without_an_endpoint_log_the_nodes_state() {
+    let n = node(&[&[], &["no-host-route"]]);
+    let out = n.dir.join("watch.out");
+    let err = n.dir.join("watch.err");
+    let mut args = vec![
+        "install".to_string(),
+        "--watch".into(),
+        "--interval".into(),
+        "0.2".into(),
+        "--scan-interval".into(),
+        "1".into(),
+    ];
+    args.extend(n.scan_flags());
+    let child = Command::new("nsenter")
+        .arg(format!("--net={}", n.host.path()))
+        .arg(bin("calico-preflight"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("spawn install --watch");
+    let mut w = Watch {
+        child: Some(child),
+        out,
+        err,
+    };
+    // The first scan starts at once; wait for its line (20 s at most).
+    let said = (0..200).find_map(|_| {
+        let text = std::fs::read_to_string(&w.err).unwrap_or_default();
+        let line = text
+            .lines()
+            .find(|l| l.contains("node scan: "))
+            .map(String::from);
+        if line.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        line
+    });
+    let Some(line) = said else {
+        panic!("no scan logged: {}", w.output());
+    };
+    assert!(
+        line.contains("2 pod(s), 1 healthy, 1 with errors") && line.contains("host-route"),
+        "{line}\n{}",
+        w.output()
+    );
+    assert!(get(&n.host, "/metrics").is_none(), "nothing is served");
+    assert_eq!(w.stop(), Some(0), "{}", w.output());
+}

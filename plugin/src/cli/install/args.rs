@@ -42,7 +42,9 @@ Usage: calico-preflight install [options]
                             liveness probe: a broken node does not fail it) and /readyz (200
                             once the first scan finished); off unless given
   --scan-interval SECONDS   time between the starts of two scans (default 60); scans never
-                            overlap and never delay the conflist watch
+                            overlap and never delay the conflist watch. Given without
+                            --metrics-addr (or with a scan option), the watch scans and only
+                            logs each change of the node's state
   doctor's scan options     --prefix, --netns-dir, --no-proc-scan, --search-bin-dir,
                             --iptables, --host-root, --timeout-ms and doctor's other scan flags,
                             with doctor's spellings and defaults, for the scans of
@@ -152,23 +154,25 @@ pub fn parse_install(args: Vec<OsString>) -> Result<Parsed<InstallOpts>, String>
     if o.watch && o.common.dry_run {
         return Err("--watch and --dry-run do not go together: --dry-run changes nothing".into());
     }
-    // Without an endpoint a scan's result would go nowhere: no --metrics-addr, no scans.
-    match (addr, o.watch) {
-        (Some(_), false) => {
-            return Err("--metrics-addr needs --watch: only the watch keeps running".into())
+    // The watch scans the node when asked to: --metrics-addr (its results are the metrics)
+    // or --scan-interval (or a scan flag), which log each change of the node's state. Neither:
+    // the watch does what it always did.
+    let scan_asked = scan_interval
+        .map(|_| "--scan-interval".to_string())
+        .or(scan_flag);
+    match (addr.is_some() || scan_asked.is_some(), o.watch) {
+        (true, false) => {
+            let f = if addr.is_some() {
+                "--metrics-addr".to_string()
+            } else {
+                scan_asked.unwrap_or_default()
+            };
+            return Err(format!(
+                "{f} needs --watch: the node scans run in the watch, which keeps running"
+            ));
         }
-        (None, _) => {
-            if let Some(f) = scan_interval
-                .map(|_| "--scan-interval".to_string())
-                .or(scan_flag)
-            {
-                return Err(format!(
-                    "{f} is an option of the node scan, which runs only with --watch \
-                     --metrics-addr HOST:PORT (its results are the metrics)"
-                ));
-            }
-        }
-        (Some(addr), true) => {
+        (false, _) => {}
+        (true, true) => {
             o.monitor = Some(MonitorOpts {
                 addr,
                 scan_interval: scan_interval.unwrap_or(DEFAULT_SCAN_INTERVAL),
@@ -383,7 +387,7 @@ mod tests {
         ])
         .unwrap();
         let m = o.monitor.expect("monitor");
-        assert_eq!(m.addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(m.addr, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(m.scan_interval, Duration::from_millis(1500));
         assert_eq!(m.scan.conf_dir, PathBuf::from("/c"));
         assert_eq!(m.scan.cni_path, [PathBuf::from("/b")]);
@@ -403,20 +407,29 @@ mod tests {
         assert_eq!(m.scan_interval, DEFAULT_SCAN_INTERVAL);
         assert_eq!(m.scan, d);
         assert!(install(&["--watch"]).unwrap().monitor.is_none());
+        // Scans without an endpoint: asked for by --scan-interval or a scan flag, logged.
+        let m = install(&["--watch", "--scan-interval", "5"])
+            .unwrap()
+            .monitor
+            .expect("monitor");
+        assert_eq!((m.addr, m.scan_interval), (None, Duration::from_secs(5)));
+        let m = install(&["--watch", "--host-root", "/h"])
+            .unwrap()
+            .monitor
+            .expect("monitor");
+        assert_eq!(m.addr, None);
+        assert_eq!(m.scan_interval, DEFAULT_SCAN_INTERVAL);
         for (args, want) in [
             (&["--metrics-addr", "127.0.0.1:9276"][..], "needs --watch"),
-            (&["--watch", "--metrics-addr", "localhost:9276"], "IP:PORT"),
+            (&["--scan-interval", "5"], "--scan-interval needs --watch"),
+            (&["--host-root", "/h"], "--host-root needs --watch"),
             (
-                &["--watch", "--scan-interval", "5"],
-                "--scan-interval is an option of the node scan",
-            ),
-            (
-                &["--watch", "--host-root", "/h"],
-                "--host-root is an option of the node scan",
+                &["--watch", "--metrics-addr", "example.com:9276"],
+                "HOST:PORT",
             ),
             (
                 &["--watch", "--metrics-addr", ":1", "--scan-interval", "0"],
-                "IP:PORT",
+                "--scan-interval must be",
             ),
             (
                 &[

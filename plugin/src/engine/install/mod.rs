@@ -459,17 +459,26 @@ fn watch_loop(o: &InstallOpts, dirs: &Dirs, exe: &[u8], out: Out) -> Result<(), 
         Some(m) => {
             let started = monitor::start(m, watch::stop_requested).map_err(|e| {
                 Failure::new(
-                    format!("cannot serve metrics on {}: {e}", m.addr),
+                    match m.addr {
+                        Some(a) => format!("cannot serve metrics on {a}: {e}"),
+                        None => format!("cannot start the node scans: {e}"),
+                    },
                     "pass --metrics-addr with a free port on an address of this node (the \
                      DaemonSet uses hostNetwork: the port is the node's), or leave \
                      --metrics-addr out",
                 )
             })?;
-            out.note(&format!(
-                "serving metrics on http://{}/metrics (also /healthz, /readyz); scanning the \
-                 node every {:?}",
-                started.local_addr, m.scan_interval
-            ));
+            out.note(&match started.local_addr {
+                Some(a) => format!(
+                    "serving metrics on http://{a}/metrics (also /healthz, /readyz); scanning \
+                     the node every {:?}",
+                    m.scan_interval
+                ),
+                None => format!(
+                    "scanning the node every {:?} (no --metrics-addr: changes are logged here)",
+                    m.scan_interval
+                ),
+            });
             Some(started)
         }
     };

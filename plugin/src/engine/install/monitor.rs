@@ -39,7 +39,9 @@ const MAX_SCAN_STDERR: u64 = 16 << 10;
 /// What `--metrics-addr` and `--scan-interval` ask for, with the scan's options (doctor's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorOpts {
-    pub addr: SocketAddr,
+    /// `--metrics-addr`; `None`: the scans only report to the log (stderr) when the node's
+    /// state changes.
+    pub addr: Option<SocketAddr>,
     pub scan_interval: Duration,
     pub scan: doctor::Options,
 }
@@ -88,15 +90,22 @@ impl State {
 /// A running monitor; the threads end when `stop()` says so.
 pub struct Monitor {
     pub state: Arc<State>,
-    /// Where the server listens (the port chosen by the kernel for port 0).
-    pub local_addr: SocketAddr,
+    /// Where the server listens (the port chosen by the kernel for port 0); `None`: no server.
+    pub local_addr: Option<SocketAddr>,
 }
 
 /// Binds the server (an error here is the operator's to fix: the port is taken, the address
 /// is not the node's), then starts the scan and HTTP threads.
 pub fn start(o: &MonitorOpts, stop: fn() -> bool) -> Result<Monitor, String> {
-    let server = http::Server::bind(o.addr).map_err(|e| format!("bind {}: {e}", o.addr))?;
-    let local_addr = server.local_addr().unwrap_or(o.addr);
+    let server = match o.addr {
+        Some(addr) => {
+            let s = http::Server::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+            let local = s.local_addr().unwrap_or(addr);
+            Some((s, local))
+        }
+        None => None,
+    };
+    let local_addr = server.as_ref().map(|(_, a)| *a);
     let state = Arc::new(State::default());
     let scans = {
         let state = state.clone();
@@ -105,13 +114,17 @@ pub fn start(o: &MonitorOpts, stop: fn() -> bool) -> Result<Monitor, String> {
             .name("scan".into())
             .spawn(move || scan_loop(&state, &args, interval, stop))
     };
-    let http = {
-        let state = state.clone();
-        std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || server.serve(STOP_POLL, stop, |r| answer(r, &state)))
+    let http = match server {
+        Some((server, _)) => {
+            let state = state.clone();
+            std::thread::Builder::new()
+                .name("metrics".into())
+                .spawn(move || server.serve(STOP_POLL, stop, |r| answer(r, &state)))
+                .map(|_| ())
+        }
+        None => Ok(()),
     };
-    if let Err(e) = scans.and(http) {
+    if let Err(e) = scans.map(|_| ()).and(http) {
         return Err(format!("cannot start a thread: {e}"));
     }
     Ok(Monitor { state, local_addr })
@@ -121,11 +134,20 @@ pub fn start(o: &MonitorOpts, stop: fn() -> bool) -> Result<Monitor, String> {
 /// takes longer is followed by the next one at once, never by two at the same time.
 fn scan_loop(state: &State, args: &[OsString], interval: Duration, stop: fn() -> bool) {
     let mut last_error: Option<String> = None;
+    let mut last_said: Option<String> = None;
     while !stop() {
         let started = Instant::now();
         let Some(outcome) = scan_in_child(args, stop) else {
             return; // stopped
         };
+        // The node's state in the log (kubectl logs) whenever it changes, metrics or not.
+        if let Ok(r) = &outcome {
+            let line = summary_line(&r.summary);
+            if last_said.as_ref() != Some(&line) {
+                eprintln!("calico-preflight install --watch: {line}");
+                last_said = Some(line);
+            }
+        }
         match state.record(outcome) {
             Some(e) => {
                 // Said once per distinct error, like the conflist watch does.
@@ -147,6 +169,28 @@ fn scan_loop(state: &State, args: &[OsString], interval: Duration, stop: fn() ->
             std::thread::sleep(STOP_POLL.min(interval.saturating_sub(started.elapsed())));
         }
     }
+}
+
+/// "node scan: 12 pods, 11 healthy, 1 with errors (host-route), ...": what a scan found.
+fn summary_line(s: &Summary) -> String {
+    let failing: Vec<&str> = s
+        .by_check
+        .iter()
+        .filter(|(_, (e, w))| e + w > 0)
+        .map(|(c, _)| c.as_str())
+        .collect();
+    let mut line = format!(
+        "node scan: {} pod(s), {} healthy, {} with errors, {} with warnings only; node: {} \
+         error(s), {} warning(s)",
+        s.pods, s.healthy, s.with_errors, s.with_warnings_only, s.node_errors, s.node_warnings
+    );
+    if !failing.is_empty() {
+        line.push_str(&format!(
+            " (checks: {}; `calico-preflight doctor` names them)",
+            failing.join(", ")
+        ));
+    }
+    line
 }
 
 /// One scan: `doctor --json` with the watch's scan options, in a child process of this same
