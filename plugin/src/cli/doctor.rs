@@ -545,9 +545,9 @@ mod textfile_tests {
 
     #[test]
     fn scan_errors_carry_on_across_runs() {
-        let d = std::env::temp_dir().join(format!("cp-textfile-carry-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
+        // Removed on drop, also when an assertion fails.
+        let t = crate::inspect::cni_files::tests::TempDir::new("textfile-carry");
+        let d = t.0.clone();
         let path = d.join("calico.prom");
         let errors = || {
             let t = std::fs::read_to_string(&path).unwrap();
@@ -585,6 +585,5 @@ mod textfile_tests {
             std::fs::read_to_string(&victim).unwrap(),
             "calico_preflight_scan_errors_total 99\n"
         );
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

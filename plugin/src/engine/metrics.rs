@@ -423,9 +423,9 @@ mod tests {
 
     #[test]
     fn textfile_is_replaced_atomically_and_a_symlink_is_not_followed() {
-        let d = std::env::temp_dir().join(format!("cp-metrics-unit-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
+        // Removed on drop, also when an assertion fails.
+        let t = crate::inspect::cni_files::tests::TempDir::new("metrics-unit");
+        let d = t.0.clone();
         let victim = d.join("victim");
         std::fs::write(&victim, "keep").unwrap();
         let path = d.join("calico.prom");
@@ -445,13 +445,12 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "no temp file left: {names:?}");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_textfile_path_that_is_a_dir_fails_and_leaves_no_temp_file() {
-        let d = std::env::temp_dir().join(format!("cp-metrics-dir-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
+        let t = crate::inspect::cni_files::tests::TempDir::new("metrics-dir");
+        let d = t.0.clone();
         let path = d.join("calico.prom");
         std::fs::create_dir_all(path.join("inside")).unwrap();
         assert!(write_textfile(&path, "x 0\n").is_err());
@@ -461,6 +460,5 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["calico.prom"], "no temp file left");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }
