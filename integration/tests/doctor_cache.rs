@@ -106,6 +106,24 @@ fn write_entry(cache: &Path, network: &str, cid: &str, netns: &str, args: &str, 
     .expect("cache entry");
 }
 
+/// An entry of Calico's network whose sandbox (a namespace made and deleted here) and host
+/// link `veth` are both gone: DEL never ran.
+fn write_leaked_entry(n: &Node, veth: &str, ip: &str) {
+    let gone = Netns::new("dc-gone");
+    let gone_path = format!("/var/run/netns/{}", gone.name);
+    drop(gone);
+    write_entry(
+        &n.cache_dir(),
+        "k8s-pod-network",
+        "c-leaked",
+        &gone_path,
+        "K8S_POD_NAMESPACE=default;K8S_POD_NAME=old-1",
+        &json!({"cniVersion": "1.0.0",
+                "interfaces": [{"name": veth}, {"name": "eth0", "sandbox": gone_path}],
+                "ips": [{"address": ip, "interface": 1}]}),
+    );
+}
+
 fn write_pod_entry(n: &Node, i: usize) {
     let p = &n.pods[i];
     write_entry(
@@ -309,20 +327,7 @@ fn orphan_veths_and_leaked_entries_are_found_only_where_the_cache_is_in_use() {
     // The runtime records web-0; nothing claims the other wired pod.
     write_pod_entry(&n, 0);
     // And an entry of a pod whose sandbox and host veth are both gone (DEL never ran).
-    let gone = Netns::new("dc-gone");
-    let gone_path = format!("/var/run/netns/{}", gone.name);
-    drop(gone);
-    write_entry(
-        &n.cache_dir(),
-        "k8s-pod-network",
-        "c-leaked",
-        &gone_path,
-        "K8S_POD_NAMESPACE=default;K8S_POD_NAME=old-1",
-        &json!({"cniVersion": "1.0.0",
-                "interfaces": [{"name": "cali0deadbeef00"},
-                               {"name": "eth0", "sandbox": gone_path}],
-                "ips": [{"address": "10.244.8.99/32", "interface": 1}]}),
-    );
+    write_leaked_entry(&n, "cali0deadbeef00", "10.244.8.99/32");
     // A pod namespace younger than the grace period is being wired (libcni writes the entry
     // after the whole chain's ADD): no orphan yet.
     let (run, v) = json_doctor(&n, &["--orphan-grace-seconds", "120"]);
@@ -579,20 +584,7 @@ fn a_recreated_pod_without_sandboxes_in_its_entries_is_still_named() {
 #[test]
 fn only_stale_entries_do_not_make_live_pods_orphans() {
     let n = node(&[("default", "web-0", json!({}))]);
-    let gone = Netns::new("dc-gone");
-    let gone_path = format!("/var/run/netns/{}", gone.name);
-    drop(gone);
-    write_entry(
-        &n.cache_dir(),
-        "k8s-pod-network",
-        "c-leaked",
-        &gone_path,
-        "K8S_POD_NAMESPACE=default;K8S_POD_NAME=old-1",
-        &json!({"cniVersion": "1.0.0",
-                "interfaces": [{"name": "cali0deadbeef01"},
-                               {"name": "eth0", "sandbox": gone_path}],
-                "ips": [{"address": "10.244.8.98/32", "interface": 1}]}),
-    );
+    write_leaked_entry(&n, "cali0deadbeef01", "10.244.8.98/32");
     let (run, v) = json_doctor(&n, &[]);
     assert_eq!(run.status, 1, "{run:?}");
     assert_eq!(pod_by_veth(&v, &n.veth(0))["findings"], json!([]), "{v:#}");

@@ -137,18 +137,24 @@ fn spawn_watch(n: &Node) -> Watch {
 
 /// [`spawn_watch`] with extra environment (the debug builds' test hooks).
 fn spawn_watch_env(n: &Node, env: &[(&str, &str)]) -> Watch {
+    spawn_watch_with(n, &["--metrics-addr", &format!("127.0.0.1:{PORT}")], env)
+}
+
+/// `install --watch --interval 0.2 --scan-interval 1`, `extra` and the node's scan flags.
+fn spawn_watch_with(n: &Node, extra: &[&str], env: &[(&str, &str)]) -> Watch {
     let out = n.dir.join("watch.out");
     let err = n.dir.join("watch.err");
-    let mut args = vec![
-        "install".to_string(),
-        "--watch".into(),
-        "--interval".into(),
-        "0.2".into(),
-        "--metrics-addr".into(),
-        format!("127.0.0.1:{PORT}"),
-        "--scan-interval".into(),
-        "1".into(),
-    ];
+    let mut args: Vec<String> = [
+        "install",
+        "--watch",
+        "--interval",
+        "0.2",
+        "--scan-interval",
+        "1",
+    ]
+    .map(String::from)
+    .into();
+    args.extend(extra.iter().map(|a| a.to_string()));
     args.extend(n.scan_flags());
     let child = Command::new("nsenter")
         .arg(format!("--net={}", n.host.path()))
@@ -685,31 +691,7 @@ fn a_stuck_scan_blocks_neither_the_watch_nor_the_endpoint_nor_sigterm() {
 #[test]
 fn scans_without_an_endpoint_log_the_nodes_state() {
     let n = node(&[&[], &["no-host-route"]]);
-    let out = n.dir.join("watch.out");
-    let err = n.dir.join("watch.err");
-    let mut args = vec![
-        "install".to_string(),
-        "--watch".into(),
-        "--interval".into(),
-        "0.2".into(),
-        "--scan-interval".into(),
-        "1".into(),
-    ];
-    args.extend(n.scan_flags());
-    let child = Command::new("nsenter")
-        .arg(format!("--net={}", n.host.path()))
-        .arg(bin("calico-preflight"))
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("spawn install --watch");
-    let mut w = Watch {
-        child: Some(child),
-        out,
-        err,
-    };
+    let mut w = spawn_watch_with(&n, &[], &[]);
     // The first scan starts at once; wait for its line (20 s at most).
     let said = (0..200).find_map(|_| {
         let text = std::fs::read_to_string(&w.err).unwrap_or_default();
