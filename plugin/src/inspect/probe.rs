@@ -140,7 +140,9 @@ pub fn plan(
     host: &HostView,
     timeout: Duration,
 ) -> Option<ProbePlan> {
-    plan_with(target, pod, host, timeout, &read_v6_dad)
+    plan_with(target, pod, host, timeout, &read_v6_dad, &|k| {
+        super::sysctl::read(k).value.ok()
+    })
 }
 
 /// How duplicate address detection stands for the IPv6 target on the host end.
@@ -237,6 +239,7 @@ pub fn plan_with(
     host: &HostView,
     timeout: Duration,
     v6_dad: &dyn Fn(u32, Ipv6Addr) -> V6Dad,
+    read_sysctl: &dyn Fn(&str) -> Option<String>,
 ) -> Option<ProbePlan> {
     let pod = pod?;
     let link = pod.link.as_ref()?;
@@ -246,6 +249,16 @@ pub fn plan_with(
     let pod_mac: [u8; 6] = link.mac.as_deref()?.try_into().ok()?;
     let veth = host.veth()?;
     let host_mac: [u8; 6] = veth.mac.as_deref()?.try_into().ok()?;
+    // The host end's settings only the probe needs, read here (in the host's namespace) when
+    // it runs, not on every ADD: from the gathered sysctls where they are, else now.
+    let veth_sysctl = |family: &str, dir: &str, setting: &str| -> Option<String> {
+        super::sysctl::iface_key(family, &veth.name, setting)?;
+        let key = format!("net.{family}.{dir}.{}.{setting}", veth.name);
+        match host.sysctl(&key) {
+            Some(v) => v.clone().ok(),
+            None => read_sysctl(&key),
+        }
+    };
     let v4 = target.pod_ips.iter().find_map(|n| match n.ip() {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
@@ -272,9 +285,8 @@ pub fn plan_with(
     let v6 = v6_src.map(|src| {
         let target = v6_target(pod, link.index, host, host_mac);
         let dad = v6_dad(veth.index, target);
-        let dev = host.sysctl(&format!("net.ipv6.conf.{}.accept_dad", veth.name));
-        let dad_off =
-            below_1(dev.and_then(|v| v.as_deref().ok())) && below_1(dad.all_accept_dad.as_deref());
+        let dev = veth_sysctl("ipv6", "conf", "accept_dad");
+        let dad_off = below_1(dev.as_deref()) && below_1(dad.all_accept_dad.as_deref());
         v6_tentative = dad.addr == AddrState::Tentative;
         let src = if dad_off && dad.addr == AddrState::Ready {
             Ipv6Addr::UNSPECIFIED
@@ -290,9 +302,8 @@ pub fn plan_with(
     // end's proxy_delay, unless it is 0 (net/ipv4/arp.c `arp_process`, pneigh_enqueue); one to
     // the host end's own MAC (PACKET_HOST) is answered at once. Calico sets 0
     // (dataplane_linux.go) but only warns when it cannot; the kernel's default is 0.8 s.
-    let v4_unicast = host
-        .sysctl(&format!("net.ipv4.neigh.{}.proxy_delay", veth.name))
-        .is_some_and(|v| v.as_deref().is_ok_and(|d| d != "0"));
+    let v4_unicast = v4.is_some()
+        && veth_sysctl("ipv4", "neigh", "proxy_delay").is_some_and(|d| d.trim() != "0");
     Some(ProbePlan {
         ifname: link.name.clone(),
         ifindex: link.index,
@@ -1134,6 +1145,7 @@ mod tests {
             &fx.host,
             Duration::ZERO,
             &ready,
+            &|_| None,
         )
         .expect("plan");
         assert_eq!(p.v6.map(|v| v.0), Some(Ipv6Addr::UNSPECIFIED));
@@ -1174,6 +1186,7 @@ mod tests {
                 &fx.host,
                 Duration::ZERO,
                 &dad,
+                &|_| None,
             )
             .expect("plan");
             assert_eq!(p.v6.map(|v| v.0), Some(src), "{all} {addr:?}");

@@ -30,17 +30,9 @@ pub fn read_veth_sysctls(veth: &str, v4: bool, v6: bool) -> Vec<SysctlRead> {
     let mut keys = Vec::new();
     if v4 {
         keys.extend(["proxy_arp", "forwarding"].map(|s| iface_key("ipv4", veth, s)));
-        // How long the host end holds a broadcast ARP request before answering it by proxy:
-        // the gateway probe's first request depends on it (inspect/probe.rs `plan`).
-        keys.push(
-            iface_key("ipv4", veth, "proxy_arp")
-                .map(|_| format!("net.ipv4.neigh.{veth}.proxy_delay")),
-        );
     }
     if v6 {
         keys.extend(["proxy_ndp", "forwarding"].map(|s| iface_key("ipv6", veth, s)));
-        // The gateway probe's IPv6 form depends on it (inspect/probe.rs `plan`).
-        keys.push(iface_key("ipv6", veth, "accept_dad"));
     }
     keys.into_iter().flatten().map(|k| read(&k)).collect()
 }
