@@ -658,3 +658,52 @@ pub mod dataplane {
         }
     }
 }
+
+/// Calico's CNI kubeconfig as its install-cni writes it, with a service-account token.
+pub mod kubeconfig {
+    /// Seconds since the epoch.
+    pub fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    /// base64url without padding (RFC 4648 5), as JWTs encode their parts.
+    pub fn b64url(s: &str) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for c in s.as_bytes().chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..=c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    /// A JWT as the API server issues them (header.payload.signature), expiring at `exp`; the
+    /// signature is junk (nothing here checks it).
+    pub fn jwt(exp: i64) -> String {
+        format!(
+            "{}.{}.{}",
+            b64url(r#"{"alg":"RS256","kid":"k"}"#),
+            b64url(&format!(
+                r#"{{"aud":["https://kubernetes.default.svc"],"exp":{exp},"sub":"system:serviceaccount:calico-system:calico-cni-plugin"}}"#
+            )),
+            b64url("signature-bytes-not-checked")
+        )
+    }
+
+    /// install-cni's template (cni-plugin/pkg/install/install.go calculateKubeconfig).
+    pub fn with_token(token: &str) -> String {
+        format!(
+            "# Kubeconfig file for Calico CNI plugin.\napiVersion: v1\nkind: Config\nclusters:\n- name: local\n  \
+             cluster:\n    server: https://10.96.0.1:443\n    certificate-authority-data: TFMwdExTMUNSVWRKVGc9PQ==\n\
+             users:\n- name: calico\n  user:\n    token: {token}\ncontexts:\n- name: calico-context\n  context:\n    \
+             cluster: local\n    user: calico\ncurrent-context: calico-context\n"
+        )
+    }
+}

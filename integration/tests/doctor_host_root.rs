@@ -88,43 +88,14 @@ fn errors_of(report: &Value, check: &str) -> Vec<String> {
         .collect()
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn b64url(s: &str) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..=c.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
+/// A kubeconfig whose token expires at `exp`.
 fn kubeconfig(exp: i64) -> String {
-    let token = format!(
-        "{}.{}.{}",
-        b64url(r#"{"alg":"RS256","kid":"k"}"#),
-        b64url(&format!(
-            r#"{{"exp":{exp},"sub":"system:serviceaccount:kube-system:calico-cni-plugin"}}"#
-        )),
-        b64url("sig")
-    );
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://10.96.0.1:443\n\
-         users:\n- name: calico\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    \
-         cluster: local\n    user: calico\ncurrent-context: c\n"
+    calico_preflight_integration::kubeconfig::with_token(
+        &calico_preflight_integration::kubeconfig::jwt(exp),
     )
 }
+
+use calico_preflight_integration::kubeconfig::now;
 
 /// A healthy node's files under a temp host root: Calico's conflist in /etc/cni/net.d, the
 /// plugins in the bin dir containerd's /etc/containerd/config.toml names, calico-node's
