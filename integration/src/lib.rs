@@ -707,3 +707,22 @@ pub mod kubeconfig {
         )
     }
 }
+
+/// A call that failed ADD/CHECK on `check`: exit 1, code 100, `msg` headed by `check:
+/// headline`, `details` holding `[ERROR check]` and every one of `parts`. The error JSON.
+pub fn assert_check_fails(run: &PluginRun, check: &str, headline: &str, parts: &[&str]) -> Value {
+    assert_eq!(run.status, 1, "{run:?}");
+    let e = run.json();
+    assert_eq!(e["code"], 100, "{e}");
+    let msg = e["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with(&format!("calico-preflight: {check}: {headline}")),
+        "msg: {msg}"
+    );
+    let details = e["details"].as_str().unwrap_or_default();
+    assert!(details.contains(&format!("[ERROR {check}]")), "{details}");
+    for p in parts {
+        assert!(details.contains(p), "details lack {p:?}: {details}");
+    }
+    e
+}

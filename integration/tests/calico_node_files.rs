@@ -167,19 +167,8 @@ impl Drop for Node {
 
 /// The failed chain: code 100 from calico-preflight, headed by `check: headline`, with `parts`.
 fn assert_fails(run: &PluginRun, check: &str, headline: &str, parts: &[&str]) -> String {
-    assert_eq!(run.status, 1, "{run:?}");
-    let e = run.json();
-    assert_eq!(e["code"], 100, "{e}");
-    let msg = e["msg"].as_str().unwrap_or_default();
-    assert!(
-        msg.starts_with(&format!("calico-preflight: {check}: {headline}")),
-        "msg: {msg}"
-    );
-    let details = e["details"].as_str().unwrap_or_default();
-    for p in parts {
-        assert!(details.contains(p), "details lack {p:?}: {details}");
-    }
-    details.to_string()
+    let e = assert_check_fails(run, check, headline, parts);
+    e["details"].as_str().unwrap_or_default().to_string()
 }
 
 fn assert_passes(run: &PluginRun) {

@@ -90,23 +90,7 @@ impl Drop for Node {
     }
 }
 
-/// The error of a failed call: code 100, msg headed by `check`, details naming every `part`.
-fn assert_fails(run: &PluginRun, check: &str, headline: &str, parts: &[&str]) -> Value {
-    assert_eq!(run.status, 1, "{run:?}");
-    let e = run.json();
-    assert_eq!(e["code"], 100, "{e}");
-    let msg = e["msg"].as_str().unwrap_or_default();
-    assert!(
-        msg.starts_with(&format!("calico-preflight: {check}: {headline}")),
-        "msg: {msg}"
-    );
-    let details = e["details"].as_str().unwrap_or_default();
-    assert!(details.contains(&format!("[ERROR {check}]")), "{details}");
-    for p in parts {
-        assert!(details.contains(p), "details lack {p:?}: {details}");
-    }
-    e
-}
+use calico_preflight_integration::assert_check_fails as assert_fails;
 
 fn show(p: &Path) -> String {
     p.display().to_string()
