@@ -141,7 +141,7 @@ fn textfile_path(a: &mut Args) -> Result<PathBuf, String> {
 fn write_textfile(path: &Path, scan: Option<&metrics::ScanResult>) -> bool {
     let text = metrics::render(&metrics::Snapshot {
         last: scan,
-        scan_errors: previous_scan_errors(path) + u64::from(scan.is_none()),
+        scan_errors: metrics::previous_scan_errors(path) + u64::from(scan.is_none()),
         conflist_repairs: None,
     });
     match metrics::write_textfile(path, &text) {
@@ -156,33 +156,6 @@ fn write_textfile(path: &Path, scan: Option<&metrics::ScanResult>) -> bool {
             false
         }
     }
-}
-
-/// `calico_preflight_scan_errors_total` of the file the last run wrote, carried on: a counter
-/// that every run set to 0 or 1 stayed at 1 through failed runs in a row, so `rate()` and
-/// `increase()` saw no failure after the first (and a failed run drops the timestamp). Read
-/// without following a symlink, at most 64 KiB; anything unreadable counts from 0.
-fn previous_scan_errors(path: &Path) -> u64 {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let Ok(f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    else {
-        return 0;
-    };
-    if !f.metadata().is_ok_and(|m| m.is_file()) {
-        return 0;
-    }
-    let mut text = String::new();
-    if f.take(64 << 10).read_to_string(&mut text).is_err() {
-        return 0;
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("calico_preflight_scan_errors_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// `--containerd-config` / `--crio-config`: a path, or `none` to not read it.

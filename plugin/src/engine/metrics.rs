@@ -224,6 +224,22 @@ pub fn textfile_name_ok(path: &Path) -> bool {
         .is_some_and(|n| n.len() > ".prom".len() && n.ends_with(".prom"))
 }
 
+/// `calico_preflight_scan_errors_total` of the file the last run wrote, carried on: a counter
+/// that every run set to 0 or 1 stayed at 1 through failed runs in a row, so `rate()` and
+/// `increase()` saw no failure after the first (and a failed run drops the timestamp). Read as
+/// install reads conf files (fsops::open_regular: no final symlink followed, no FIFO waited
+/// on, bounded); anything unreadable counts from 0.
+pub fn previous_scan_errors(path: &Path) -> u64 {
+    let Ok(f) = crate::engine::install::fsops::open_regular(path) else {
+        return 0;
+    };
+    String::from_utf8_lossy(&f.bytes)
+        .lines()
+        .find_map(|l| l.strip_prefix("calico_preflight_scan_errors_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Writes `text` to `path` atomically: a temp file in the same dir (O_EXCL|O_NOFOLLOW, named
 /// `.<name>.<random>.calico-preflight.tmp`, which the collector skips), fsync'd, renamed over
 /// `path`. A symlink at `path` is replaced, not followed. Mode 0644: node_exporter often runs
