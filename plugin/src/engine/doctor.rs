@@ -309,7 +309,7 @@ fn installed_entry(
 pub fn run(o: &Options) -> Result<Report, InspectError> {
     let s = setup(o)?;
     let mut nl = Netlink::open(Deadline::after(s.timeout))?;
-    let veths = scan::host_veths(&mut nl, &o.prefixes)?;
+    let (veths, host_links) = scan::host_veths(&mut nl, &o.prefixes)?;
     // The default netns dirs are the host's /run ones, under --host-root; flags as given.
     let netns_dirs: Vec<PathBuf> = match &o.host_root {
         Some(root) if o.netns_dirs == Options::default().netns_dirs => o
@@ -380,7 +380,10 @@ pub fn run(o: &Options) -> Result<Report, InspectError> {
     for p in &mut pods {
         host_network_manager::name_mac_policy(&mut p.findings, &links);
     }
-    node.extend(leaked_entries(&mut nl, &cache, &s)?);
+    node.extend(doctor_cache::with_overrides(
+        cache.leak_findings(&host_links),
+        s.overrides(),
+    ));
     // Node-wide: stale host routes, duplicate pod IPs (attached to the pods concerned).
     reconcile::run(&mut nl, &listed, &mut pods, s.overrides(), s.timeout)?;
     // `--pod`: every pod was read (a stale route or a duplicate IP is judged against all of
@@ -472,24 +475,6 @@ fn cache_report(
         r.findings
             .extend(doctor_cache::with_overrides(f, s.overrides()));
     }
-}
-
-/// `leaked-cache-entry`, judged against every link of the host.
-fn leaked_entries(
-    nl: &mut Netlink,
-    cache: &doctor_cache::CacheView,
-    s: &Setup,
-) -> Result<Vec<Finding>, InspectError> {
-    if cache.entries.is_empty() {
-        return Ok(vec![]);
-    }
-    nl.set_deadline(Deadline::after(s.timeout));
-    let links: std::collections::HashSet<String> =
-        nl.links()?.into_iter().map(|l| l.name).collect();
-    Ok(doctor_cache::with_overrides(
-        cache.leak_findings(&links),
-        s.overrides(),
-    ))
 }
 
 type PodOutcome = Result<Result<inspect::PodView, inspect::NetnsProblem>, InspectError>;

@@ -17,9 +17,15 @@ pub struct NetnsRef {
     pub label: String,
 }
 
-/// Host interfaces whose name starts with one of `prefixes` (Calico: "cali").
-pub fn host_veths(nl: &mut Netlink, prefixes: &[String]) -> Result<Vec<Link>, InspectError> {
-    Ok(host_ends(nl.links()?, prefixes))
+/// Host interfaces whose name starts with one of `prefixes` (Calico: "cali"), and the names of
+/// every host interface (one link dump for both).
+pub fn host_veths(
+    nl: &mut Netlink,
+    prefixes: &[String],
+) -> Result<(Vec<Link>, HashSet<String>), InspectError> {
+    let links = nl.links()?;
+    let names = links.iter().map(|l| l.name.clone()).collect();
+    Ok((host_ends(links, prefixes), names))
 }
 
 /// The links doctor pairs with pods, sorted by name: chosen by name, whatever their kind, so
